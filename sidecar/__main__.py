@@ -1,0 +1,89 @@
+"""Entry point: picks the mode (Lambda extension, standalone, demo).
+
+Lambda mode keeps the path to the register call free of heavy imports: only the standard library
+and the stdlib-only config module load before the listener is bound and the extension registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from sidecar import __version__, config, logs
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (faster hit path), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coroutine)
+
+
+def _check_region(settings: config.Settings) -> None:
+    if settings.region is None:
+        import botocore.session
+
+        if not botocore.session.get_session().get_config_variable("region"):
+            raise config.ConfigError("no AWS region: set AWS_REGION (or a region in the profile)")
+
+
+def standalone(demo: bool) -> int:
+    port_hint = None
+    if demo:
+        from sidecar import demo as demo_mode
+
+        endpoint = demo_mode.start_fake_aws()
+        demo_mode.prepare_environment(endpoint)
+        demo_mode.seed(endpoint)
+    try:
+        settings, warnings = config.load()
+        _check_region(settings)
+    except config.ConfigError as exc:
+        logs.fatal_line(str(exc))
+        return 2
+    logs.setup(settings.log_level, settings.log_format)
+    for warning in warnings:
+        logs.warn(warning)
+    logs.info("starting", version=__version__, **settings.describe())
+
+    from sidecar.daemon import bind, run_standalone
+
+    try:
+        sock = bind(settings.port)
+    except OSError as exc:
+        logs.fatal_line(f"cannot listen on 127.0.0.1:{settings.port} "
+                        f"(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT): {exc.strerror}")
+        return 1
+    port_hint = sock.getsockname()[1]
+    if demo:
+        print(demo_mode.banner(port_hint), flush=True)
+    _run(run_standalone(settings, sock))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="parameters-secrets-sidecar",
+        description="Local HTTP cache for AWS SSM parameters and Secrets Manager secrets.",
+    )
+    parser.add_argument("--demo", action="store_true",
+                        help="start an embedded fake AWS with sample data and print curl lines")
+    parser.add_argument("--version", action="version", version=__version__)
+    args = parser.parse_args(argv)
+    if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
+        from sidecar.extension import run_extension
+
+        return run_extension()
+    return standalone(args.demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""An LRU of ready-to-send response bodies, bounded by item count and by bytes.
+
+Pure data structure: no asyncio, no AWS, no clock of its own. Entries carry their timestamps; the
+resolver decides what is fresh. Built on ``cachetools.LRUCache`` (bounded by the bytes of the
+bodies, recency updated on every read); the item bound is enforced on top of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+
+from sidecar.key import Key
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A cached answer. Times are on the resolver's monotonic clock, in seconds."""
+
+    body: bytes
+    fetched_at: float
+    fresh_until: float
+    refresh_at: float
+    keep_until: float
+
+
+def _body_size(entry: Entry) -> int:
+    return len(entry.body)
+
+
+class Cache:
+    """Least-recently-*read* eviction once either bound is passed."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items = max_items
+        self._lru: LRUCache[Key, Entry] = LRUCache(maxsize=max_bytes, getsizeof=_body_size)
+
+    def get(self, key: Key) -> Entry | None:
+        """The entry, fresh or not, marking it most recently used."""
+        return self._lru.get(key)
+
+    def put(self, key: Key, entry: Entry) -> None:
+        if self.max_items <= 0:
+            return
+        try:
+            self._lru[key] = entry
+        except ValueError:
+            # A single body larger than the whole byte budget: serve it, never cache it.
+            self._lru.pop(key, None)
+            return
+        while len(self._lru) > self.max_items:
+            self._lru.popitem()
+
+    def drop(self, key: Key) -> None:
+        self._lru.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._lru
+
+    @property
+    def bytes_held(self) -> int:
+        return int(self._lru.currsize)

@@ -1,0 +1,229 @@
+"""Settings from the environment: one frozen object, every validation message in one place.
+
+Names, defaults and meanings follow the AWS Parameters and Secrets Lambda Extension (SPEC section
+5). A bad value raises ``ConfigError`` whose text is the one line the user sees: the variable, the
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sidecar.prefetch import PrefetchItem, PrefetchSyntaxError, parse_prefetch
+
+TOKEN_VARIABLES = ("AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
+LOG_LEVELS = ("debug", "info", "warn", "error", "none")
+LOG_FORMATS = ("text", "json")
+MAX_TTL_SECS = 86400
+MAX_CACHE_ITEMS = 100_000
+MAX_CACHE_MB = 1_048_576
+MAX_TIMEOUT_MILLIS = 600_000
+MAX_CONNECTIONS = 1000
+MAX_STALE_IF_ERROR_SECS = 7 * 86400
+DEFAULT_STALE_IF_ERROR_SECS = 3600
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str(error)`` is the single line shown to the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    token: str = field(repr=False)
+    token_source: str
+    port: int = 2773
+    cache_enabled: bool = True
+    cache_items: int = 1000
+    cache_bytes: int = 1000 * 1024 * 1024
+    max_connections: int = 3
+    log_level: str = "info"
+    log_format: str = "text"
+    ssm_ttl: int = 300
+    secrets_ttl: int = 300
+    ssm_timeout_ms: int = 0
+    secrets_timeout_ms: int = 0
+    refresh_ahead: float = 0.8
+    stale_if_error_secs: int = DEFAULT_STALE_IF_ERROR_SECS
+    prefetch: tuple[PrefetchItem, ...] = ()
+    region: str | None = None
+
+    def caching_on(self) -> bool:
+        """True when the cache can hold anything at all."""
+        return self.cache_enabled and self.cache_items > 0
+
+    def describe(self) -> dict[str, object]:
+        """The effective configuration for the start-up log line; the token is never included."""
+        return {
+            "port": self.port,
+            "cache_enabled": self.caching_on(),
+            "cache_items": self.cache_items,
+            "cache_mb": self.cache_bytes // (1024 * 1024),
+            "ssm_ttl_secs": self.ssm_ttl,
+            "secrets_ttl_secs": self.secrets_ttl,
+            "ssm_timeout_ms": self.ssm_timeout_ms,
+            "secrets_timeout_ms": self.secrets_timeout_ms,
+            "max_connections": self.max_connections,
+            "refresh_ahead": self.refresh_ahead,
+            "stale_if_error_secs": self.stale_if_error_secs,
+            "prefetch_items": len(self.prefetch),
+            "log_level": self.log_level,
+            "log_format": self.log_format,
+            "region": self.region or "(botocore default)",
+            "token": f"<redacted, from {self.token_source}>",
+        }
+
+
+def _invalid(name: str, value: str, allowed: str) -> ConfigError:
+    return ConfigError(f"{name}={value!r} is invalid: expected {allowed}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    allowed = f"a whole number from {low} to {high}"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise _invalid(name, raw, allowed) from None
+    if not low <= value <= high:
+        raise _invalid(name, raw, allowed)
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise _invalid(name, raw, "true or false")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered == "warning":
+        lowered = "warn"
+    if lowered not in choices:
+        raise _invalid(name, raw, "one of " + ", ".join(choices))
+    return lowered
+
+
+def _ttl(env: Mapping[str, str], name: str, shared: str | None, warnings: list[str]) -> int:
+    """A TTL in seconds: 0..86400, larger values clamped with a warning (SPEC section 5)."""
+    raw = env.get(name)
+    source = name
+    if (raw is None or raw.strip() == "") and shared is not None:
+        raw, source = shared, "PARAMETERS_SECRETS_EXTENSION_TTL_SECS"
+    if raw is None or raw.strip() == "":
+        return 300
+    allowed = f"a whole number of seconds from 0 to {MAX_TTL_SECS}"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise _invalid(source, raw, allowed) from None
+    if value < 0:
+        raise _invalid(source, raw, allowed)
+    if value > MAX_TTL_SECS:
+        warnings.append(f"{source}={value} is above the maximum; clamped to {MAX_TTL_SECS}")
+        return MAX_TTL_SECS
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    allowed = "a number from 0 to 1 (0 or 1 turns it off)"
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise _invalid(name, raw, allowed) from None
+    if not 0.0 <= value <= 1.0:
+        raise _invalid(name, raw, allowed)
+    return value
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    name = "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL"
+    if env.get(name, "").strip():
+        return _choice(env, name, "info", LOG_LEVELS)
+    # Lambda's own advanced logging control: honoured when ours is unset. Its vocabulary is wider
+    # (TRACE, FATAL); map it onto ours rather than refuse to start over a platform setting.
+    lambda_level = env.get("AWS_LAMBDA_LOG_LEVEL", "").strip().lower()
+    mapped = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warn",
+              "warning": "warn", "error": "error", "fatal": "error"}
+    return mapped.get(lambda_level, "info")
+
+
+def read_token(env: Mapping[str, str]) -> tuple[str, str]:
+    """The auth token and the variable it came from; ``file://<path>`` means the file's contents."""
+    for name in TOKEN_VARIABLES:
+        raw = env.get(name)
+        if not raw:
+            continue
+        if raw.startswith("file://"):
+            path = Path(raw[len("file://"):])
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"{name} names the token file {str(path)!r}, which cannot be read "
+                    f"({type(exc).__name__})"
+                ) from None
+            if not value:
+                raise ConfigError(f"{name} names the token file {str(path)!r}, which is empty")
+            return value, f"{name} (file)"
+        return raw, name
+    raise ConfigError(
+        "no auth token: set one of " + ", ".join(TOKEN_VARIABLES)
+        + " (a value of file://<path> reads the token from that file)"
+    )
+
+
+def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+    """Build the settings from ``env`` (default: the process environment).
+
+    Returns the settings and the warnings to log once logging is set up.
+    """
+    env = os.environ if env is None else env
+    warnings: list[str] = []
+    token, token_source = read_token(env)
+    shared_ttl = env.get("PARAMETERS_SECRETS_EXTENSION_TTL_SECS")
+    prefetch_raw = env.get("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "")
+    try:
+        prefetch = parse_prefetch(prefetch_raw)
+    except PrefetchSyntaxError as exc:
+        raise ConfigError(f"PARAMETERS_SECRETS_EXTENSION_PREFETCH is invalid: {exc}") from None
+    return Settings(
+        token=token,
+        token_source=token_source,
+        port=_int(env, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", 2773, 1, 65535),
+        cache_enabled=_bool(env, "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", True),
+        cache_items=_int(env, "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", 1000, 0, MAX_CACHE_ITEMS),
+        cache_bytes=_int(env, "PARAMETERS_SECRETS_EXTENSION_MAX_CACHE_SIZE", 1000, 1, MAX_CACHE_MB)
+        * 1024 * 1024,
+        max_connections=_int(
+            env, "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", 3, 1, MAX_CONNECTIONS
+        ),
+        log_level=_log_level(env),
+        log_format=_choice(env, "AWS_LAMBDA_LOG_FORMAT", "text", LOG_FORMATS),
+        ssm_ttl=_ttl(env, "SSM_PARAMETER_STORE_TTL", shared_ttl, warnings),
+        secrets_ttl=_ttl(env, "SECRETS_MANAGER_TTL", shared_ttl, warnings),
+        ssm_timeout_ms=_int(env, "SSM_PARAMETER_STORE_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MILLIS),
+        secrets_timeout_ms=_int(env, "SECRETS_MANAGER_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MILLIS),
+        refresh_ahead=_fraction(env, "PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD", 0.8),
+        stale_if_error_secs=_int(
+            env, "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS",
+            DEFAULT_STALE_IF_ERROR_SECS, 0, MAX_STALE_IF_ERROR_SECS,
+        ),
+        prefetch=prefetch,
+        region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None),
+    ), warnings

@@ -1,0 +1,36 @@
+"""The cache key: which AWS service, which item, and every selector that changes the answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SSM = "ssm"
+SECRETS = "secretsmanager"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One cacheable answer. Built once per request; also tells upstream which call to make.
+
+    For SSM, ``version`` and ``label`` are exclusive (the query parser keeps whichever came first).
+    """
+
+    service: str
+    name: str
+    version: str | None = None
+    label: str | None = None
+    with_decryption: bool = False
+    version_id: str | None = None
+    version_stage: str | None = None
+
+    def ssm_name(self) -> str:
+        """The GetParameter ``Name``: the name with its ``:version`` or ``:label`` selector."""
+        selector = self.version or self.label
+        return f"{self.name}:{selector}" if selector else self.name
+
+    def describe(self) -> str:
+        """A short log-safe label (names and selectors only, never values)."""
+        if self.service == SSM:
+            return self.ssm_name() + (" (decrypted)" if self.with_decryption else "")
+        selector = self.version_id or self.version_stage
+        return f"{self.name}@{selector}" if selector else self.name

@@ -1,0 +1,161 @@
+"""Turn a raw query string into a cache ``Key`` (SPEC section 2), or a 400 naming the bad key.
+
+Used by the HTTP server for every read and by the prefetch list, so both speak one syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from sidecar.errors import bad_request
+from sidecar.key import SECRETS, SSM, Key
+
+MAX_NAME_CHARS = 2048
+MAX_SELECTOR_CHARS = 256
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TRUE_FALSE = {"true": True, "1": True, "false": False, "0": False}
+
+PARAMETER_KEYS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"})
+SECRET_KEYS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"})
+SECRET_SHORT_KEYS = SECRET_KEYS | {"name"}
+SECRET_PATH_KEYS = frozenset({"versionId", "versionStage", "refreshNow"})
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    key: Key
+    refresh_now: bool = False
+
+
+def split_query(raw: str) -> list[tuple[str, str]]:
+    """Split and percent-decode ``raw`` into ordered pairs, refusing malformed encoding.
+
+    ``+`` stays a plus sign: no parameter or secret name can hold a space, while secret names may
+    hold ``+``, so reading it literally is the only useful choice.
+    """
+    pairs: list[tuple[str, str]] = []
+    for part in raw.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if _BAD_PERCENT.search(part):
+            raise bad_request("InvalidParameterValue", "malformed percent-encoding in the query")
+        try:
+            pairs.append((unquote(name, errors="strict"), unquote(value, errors="strict")))
+        except UnicodeDecodeError:
+            raise bad_request(
+                "InvalidParameterValue", "the query is not valid UTF-8 once decoded"
+            ) from None
+    return pairs
+
+
+def _shown(text: str) -> str:
+    """A query key as it may appear in an error message: short and printable."""
+    return repr(text[:64])
+
+
+def _collect(pairs: list[tuple[str, str]], allowed: frozenset[str]) -> dict[str, str]:
+    """Pairs into a dict (insertion order kept), refusing unknown, repeated and empty keys."""
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise bad_request("UnknownParameter", f"unknown query parameter {_shown(name)}")
+        if name in found:
+            raise bad_request("InvalidParameterValue", f"query parameter {name!r} is repeated")
+        if value == "":
+            raise bad_request(
+                "MissingParameter" if name in ("name", "secretId") else "InvalidParameterValue",
+                f"query parameter {name!r} is empty",
+            )
+        if _CONTROL.search(value):
+            raise bad_request(
+                "InvalidParameterValue", f"query parameter {name!r} holds control characters"
+            )
+        limit = MAX_NAME_CHARS if name in ("name", "secretId") else MAX_SELECTOR_CHARS
+        if len(value) > limit:
+            raise bad_request(
+                "InvalidParameterValue",
+                f"query parameter {name!r} is longer than {limit} characters",
+            )
+        found[name] = value
+    return found
+
+
+def _flag(found: dict[str, str], name: str) -> bool:
+    raw = found.get(name)
+    if raw is None:
+        return False
+    flag = _TRUE_FALSE.get(raw.lower())
+    if flag is None or (name == "withDecryption" and raw.lower() not in ("true", "false")):
+        allowed = "true or false" if name == "withDecryption" else "true, false, 1 or 0"
+        raise bad_request("InvalidParameterValue", f"query parameter {name!r} must be {allowed}")
+    return flag
+
+
+def _required(found: dict[str, str], name: str) -> str:
+    value = found.get(name)
+    if value is None:
+        raise bad_request("MissingParameter", f"query parameter {name!r} is required")
+    return value
+
+
+def parameter_read(pairs: list[tuple[str, str]]) -> Read:
+    """``/systemsmanager/parameters/get`` and ``/parameters/get``."""
+    found = _collect(pairs, PARAMETER_KEYS)
+    name = _required(found, "name")
+    version = label = None
+    # Version and label are exclusive upstream; AWS documents that the first one given wins.
+    for selector in found:
+        if selector == "version":
+            version = found["version"]
+            if not version.isascii() or not version.isdigit() or int(version) < 1:
+                raise bad_request(
+                    "InvalidParameterValue", "query parameter 'version' must be a positive integer"
+                )
+            break
+        if selector == "label":
+            label = found["label"]
+            break
+    key = Key(SSM, name, version=version, label=label,
+              with_decryption=_flag(found, "withDecryption"))
+    return Read(key, _flag(found, "refreshNow"))
+
+
+def _secret_read(secret_id: str, found: dict[str, str]) -> Read:
+    key = Key(SECRETS, secret_id, version_id=found.get("versionId"),
+              version_stage=found.get("versionStage"))
+    return Read(key, _flag(found, "refreshNow"))
+
+
+def secret_read(pairs: list[tuple[str, str]]) -> Read:
+    """``/secretsmanager/get``."""
+    found = _collect(pairs, SECRET_KEYS)
+    return _secret_read(_required(found, "secretId"), found)
+
+
+def secret_short_read(pairs: list[tuple[str, str]]) -> Read:
+    """``/secrets/get``: ``name`` or ``secretId`` names the secret."""
+    found = _collect(pairs, SECRET_SHORT_KEYS)
+    if "name" in found and "secretId" in found:
+        raise bad_request("InvalidParameterValue", "give 'name' or 'secretId', not both")
+    secret_id = found.get("name") or found.get("secretId")
+    if secret_id is None:
+        raise bad_request("MissingParameter", "query parameter 'secretId' (or 'name') is required")
+    return _secret_read(secret_id, found)
+
+
+def secret_path_read(raw_id: str, pairs: list[tuple[str, str]]) -> Read:
+    """``/v1/<secretId>``: the id is the rest of the path, percent-decoded."""
+    found = _collect(pairs, SECRET_PATH_KEYS)
+    if _BAD_PERCENT.search(raw_id):
+        raise bad_request("InvalidParameterValue", "malformed percent-encoding in the path")
+    try:
+        secret_id = unquote(raw_id, errors="strict")
+    except UnicodeDecodeError:
+        raise bad_request("InvalidParameterValue", "the path is not valid UTF-8") from None
+    checked = _collect([("secretId", secret_id)], frozenset({"secretId"}))
+    return _secret_read(checked["secretId"], found)
+

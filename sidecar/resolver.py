@@ -1,0 +1,198 @@
+"""The cache policy in one place: fresh hit, miss, refresh, coalescing, stale-if-error, prefetch.
+
+Knows the cache and upstream; knows nothing of HTTP.
+
+- A fresh entry is a hit. Read past ``refresh_ahead`` of its life, it is also refreshed in the
+  background, so readers of a busy key never wait for AWS.
+- A miss joins the key's in-flight fetch if there is one: any number of concurrent readers of a
+  key make one upstream call, and all get its answer (value or error).
+- Distinct fetches per service are capped by a semaphore (``MAX_CONNECTIONS``): a flood of
+  distinct misses queues instead of opening sockets without bound.
+- A refetch that fails for a transient reason serves the expired entry (``stale``) for up to
+  ``STALE_IF_ERROR_SECS`` past expiry; a definite answer (not found, denied) drops it.
+- Each entry's lifetime is shortened by a random 0-10% so that fleets started together do not
+  refresh in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+
+from sidecar import logs
+from sidecar.cache import Cache, Entry
+from sidecar.config import Settings
+from sidecar.errors import ApiError
+from sidecar.key import SECRETS, SSM, Key
+from sidecar.upstream import SECRETS_BATCH, SSM_BATCH, Upstream, batches, translate
+
+TTL_JITTER = 0.1
+
+HIT, MISS, STALE, BYPASS = "hit", "miss", "stale", "bypass"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    body: bytes
+    state: str
+    age: int
+
+
+class Resolver:
+    def __init__(
+        self,
+        settings: Settings,
+        upstream: Upstream,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._upstream = upstream
+        self._clock = clock
+        self._jitter = jitter
+        self.cache = Cache(settings.cache_items if settings.caching_on() else 0,
+                           settings.cache_bytes)
+        self._ttl = {SSM: settings.ssm_ttl, SECRETS: settings.secrets_ttl}
+        self._timeout = {SSM: settings.ssm_timeout_ms / 1000,
+                         SECRETS: settings.secrets_timeout_ms / 1000}
+        self._slots = {SSM: asyncio.Semaphore(settings.max_connections),
+                       SECRETS: asyncio.Semaphore(settings.max_connections)}
+        self._inflight: dict[Key, asyncio.Task[Entry]] = {}
+        self._background: set[asyncio.Task[object]] = set()
+        ahead = settings.refresh_ahead
+        self._refresh_ahead = ahead if 0.0 < ahead < 1.0 else None
+
+    def caches(self, key: Key) -> bool:
+        return self._settings.caching_on() and self._ttl[key.service] > 0
+
+    async def read(self, key: Key, refresh_now: bool = False) -> Answer:
+        if not self.caches(key):
+            return Answer(await self._fetch(key), MISS, 0)
+        if refresh_now:
+            # Its own call, never joined to one that started before the caller asked.
+            refreshed = await self._fetch_and_store(key)
+            return Answer(refreshed.body, BYPASS, 0)
+        now = self._clock()
+        entry: Entry | None = self.cache.get(key)
+        if entry is not None:
+            if now < entry.fresh_until:
+                if now >= entry.refresh_at and key not in self._inflight:
+                    self._start_fetch(key)
+                return Answer(entry.body, HIT, int(now - entry.fetched_at))
+            if now >= entry.keep_until:
+                self.cache.drop(key)
+                entry = None
+        task = self._inflight.get(key) or self._start_fetch(key)
+        try:
+            fresh = await asyncio.shield(task)
+        except ApiError as exc:
+            if exc.transient and entry is not None and self._clock() < entry.keep_until:
+                return Answer(entry.body, STALE, int(self._clock() - entry.fetched_at))
+            raise
+        return Answer(fresh.body, MISS, int(self._clock() - fresh.fetched_at))
+
+    def _start_fetch(self, key: Key) -> asyncio.Task[Entry]:
+        task = asyncio.get_running_loop().create_task(self._fetch_and_store(key))
+        self._inflight[key] = task
+        task.add_done_callback(lambda done: self._fetch_done(key, done))
+        return task
+
+    def _fetch_done(self, key: Key, task: asyncio.Task[Entry]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here so that a background refresh nobody waits on is not reported as
+            # an unhandled error; the readers that do wait re-raise it themselves.
+            logs.debug("fetch failed", name=key.describe(), error=getattr(
+                task.exception(), "code", type(task.exception()).__name__))
+
+    def _deadline(self, key: Key) -> AbstractAsyncContextManager[object]:
+        seconds = self._timeout[key.service]
+        return asyncio.timeout(seconds) if seconds > 0 else nullcontext()
+
+    async def _fetch(self, key: Key) -> bytes:
+        """One upstream call within the key's timeout, queued behind the service's cap."""
+        try:
+            async with self._deadline(key), self._slots[key.service]:
+                return await self._upstream.fetch(key)
+        except TimeoutError as exc:
+            raise translate(exc) from None
+
+    async def _fetch_and_store(self, key: Key) -> Entry:
+        try:
+            body = await self._fetch(key)
+        except ApiError as exc:
+            if not exc.transient:
+                self.cache.drop(key)
+            raise
+        entry = self._entry(key, body)
+        self.cache.put(key, entry)
+        return entry
+
+    def _entry(self, key: Key, body: bytes) -> Entry:
+        now = self._clock()
+        life = self._ttl[key.service] * (1.0 - TTL_JITTER * self._jitter())
+        refresh_at = now + life * self._refresh_ahead if self._refresh_ahead else math.inf
+        return Entry(body=body, fetched_at=now, fresh_until=now + life, refresh_at=refresh_at,
+                     keep_until=now + life + self._settings.stale_if_error_secs)
+
+    async def prefetch(self, keys: tuple[Key, ...]) -> None:
+        """Fetch ``keys`` with the batch APIs and cache what comes back.
+
+        Whatever fails or is not returned is logged (name and error code only) and left to be
+        fetched normally on its first read.
+        """
+        groups: list[tuple[str, list[Key]]] = []
+        cacheable = [key for key in keys if self.caches(key)]
+        for decrypt in (False, True):
+            plain = [k for k in cacheable if k.service == SSM and k.with_decryption is decrypt]
+            groups += [(SSM, batch) for batch in batches(plain, SSM_BATCH)]
+        secrets = [k for k in cacheable if k.service == SECRETS]
+        # BatchGetSecretValue takes no version selectors: those are fetched one by one.
+        plain = [k for k in secrets if not (k.version_id or k.version_stage)]
+        singles = [k for k in secrets if k.version_id or k.version_stage]
+        groups += [(SECRETS, batch) for batch in batches(plain, SECRETS_BATCH)]
+        results = await asyncio.gather(
+            *(self._prefetch_batch(service, batch) for service, batch in groups),
+            *(self._prefetch_single(key) for key in singles),
+        )
+        logs.info("prefetch done", cached=sum(results), asked=len(keys))
+
+    async def _prefetch_batch(self, service: str, batch: list[Key]) -> int:
+        try:
+            async with self._slots[service]:
+                if service == SSM:
+                    found = await self._upstream.fetch_parameters(batch)
+                else:
+                    found = await self._upstream.fetch_secrets(batch)
+        except Exception as exc:
+            logs.warn("prefetch batch failed", service=service, items=len(batch),
+                      error=translate(exc).code)
+            return 0
+        for key, body in found.items():
+            if key not in self.cache:
+                self.cache.put(key, self._entry(key, body))
+        for key in batch:
+            if key not in found:
+                logs.warn("prefetch item not fetched", name=key.describe())
+        return len(found)
+
+    async def _prefetch_single(self, key: Key) -> int:
+        try:
+            await self._fetch_and_store(key)
+        except ApiError as exc:
+            logs.warn("prefetch item failed", name=key.describe(), error=exc.code)
+            return 0
+        return 1
+
+    async def close(self) -> None:
+        """Cancel fetches nobody can use any more (at shutdown)."""
+        pending = list(self._inflight.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

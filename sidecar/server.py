@@ -1,0 +1,128 @@
+"""The HTTP face (SPEC sections 2-4): routing, token check, validation, rendering. Thin.
+
+One catch-all route so that the checks run in the order the SPEC fixes (forwarded, token,
+method, path, query) whatever the request looks like.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from sidecar import logs
+from sidecar.errors import ApiError, bad_request
+from sidecar.query import (
+    Read,
+    parameter_read,
+    secret_read,
+    secret_short_read,
+    split_query,
+)
+from sidecar.query import secret_path_read as _secret_path_read
+from sidecar.resolver import Answer, Resolver
+
+MAX_QUERY_BYTES = 8 * 1024
+# aiohttp answers over-long request lines itself, in plain text; leave room above our own
+# limits so that our JSON 4xx is what clients see for anything a client could mean.
+MAX_LINE_BYTES = 64 * 1024
+TOKEN_HEADERS = ("X-Aws-Parameters-Secrets-Token", "X-Vault-Token")
+_JSON = "application/json"
+
+Parser = Callable[[list[tuple[str, str]]], Read]
+ROUTES: dict[str, Parser] = {
+    "/systemsmanager/parameters/get": parameter_read,
+    "/systemsmanager/parameters/get/": parameter_read,
+    "/parameters/get": parameter_read,
+    "/secretsmanager/get": secret_read,
+    "/secrets/get": secret_short_read,
+}
+SECRET_PATH_PREFIX = "/v1/"
+
+
+def error_response(error: ApiError) -> web.Response:
+    return web.Response(status=error.status, body=error.body(), content_type=_JSON)
+
+
+def answer_response(answer: Answer) -> web.Response:
+    return web.Response(
+        body=answer.body,
+        headers={"Content-Type": _JSON, "X-Cache": answer.state, "Age": str(answer.age)},
+    )
+
+
+class Api:
+    """Translates between HTTP and the resolver; owns nothing but the token."""
+
+    def __init__(self, token: str, resolver: Resolver) -> None:
+        self._token = token.encode()
+        self._resolver = resolver
+        self.shutting_down = False
+
+    def _authorised(self, request: web.Request) -> bool:
+        for header in TOKEN_HEADERS:
+            given = request.headers.get(header)
+            if given is not None:
+                return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
+        return False
+
+    def _parser(self, raw_path: str) -> Callable[[list[tuple[str, str]]], Read] | None:
+        parser = ROUTES.get(raw_path)
+        if parser is None and raw_path.startswith(SECRET_PATH_PREFIX):
+            raw_id = raw_path[len(SECRET_PATH_PREFIX):]
+            return lambda pairs: _secret_path_read(raw_id, pairs)
+        return parser
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response, name = await self._dispatch(request)
+        except ApiError as exc:
+            response, name = error_response(exc), ""
+        except Exception as exc:
+            logs.error("request failed unexpectedly", error=type(exc).__name__)
+            response = error_response(ApiError(500, "InternalFailure", "internal error"))
+            name = ""
+        if logs.debug_on():
+            logs.debug("request", method=request.method, path=request.rel_url.raw_path[:256],
+                       name=name, status=response.status,
+                       cache=response.headers.get("X-Cache", "-"),
+                       ms=round((time.perf_counter() - started) * 1000, 3))
+        return response
+
+    async def _dispatch(self, request: web.Request) -> tuple[web.Response, str]:
+        if "X-Forwarded-For" in request.headers:
+            raise bad_request("Forwarded", "requests carrying X-Forwarded-For are refused")
+        raw_path = request.rel_url.raw_path
+        if raw_path == "/ping":
+            if request.method not in ("GET", "HEAD"):
+                raise ApiError(405, "MethodNotAllowed", "only GET is supported")
+            return web.Response(text="healthy"), ""
+        if not self._authorised(request):
+            raise ApiError(403, "BadToken", "missing or invalid X-Aws-Parameters-Secrets-Token")
+        if request.method != "GET":
+            raise ApiError(405, "MethodNotAllowed", "only GET is supported")
+        parser = self._parser(raw_path)
+        if parser is None:
+            raise ApiError(404, "NotFound", "no such path")
+        if request.body_exists or (request.content_length or 0) > 0:
+            raise bad_request("InvalidRequest", "a GET request must not have a body")
+        raw_query = request.rel_url.raw_query_string
+        if len(raw_query) > MAX_QUERY_BYTES:
+            raise ApiError(414, "InvalidRequest",
+                           f"the query string is longer than {MAX_QUERY_BYTES} bytes")
+        read = parser(split_query(raw_query))
+        if self.shutting_down:
+            raise ApiError(503, "ShuttingDown", "the daemon is shutting down")
+        answer = await self._resolver.read(read.key, read.refresh_now)
+        return answer_response(answer), read.key.describe()
+
+
+def build_app(api: Api) -> web.Application:
+    app = web.Application(handler_args={"max_line_size": MAX_LINE_BYTES,
+                                        "max_field_size": MAX_LINE_BYTES})
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]] = api.handle
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app

@@ -1,0 +1,227 @@
+"""AWS calls: one aiobotocore client per service, created once, closed at shutdown.
+
+Maps a ``Key`` to GetParameter / GetSecretValue (and the batch APIs for prefetch), renders the
+AWS answer to the response body once, at fetch time, and turns every failure into ``ApiError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
+
+from sidecar import __version__, logs
+from sidecar.config import Settings
+from sidecar.errors import ApiError
+from sidecar.key import SECRETS, SSM, Key
+
+# Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
+TOTAL_ATTEMPTS = 3
+SSM_BATCH = 10  # GetParameters takes at most 10 names
+SECRETS_BATCH = 20  # BatchGetSecretValue takes at most 20 ids
+_THROTTLING = frozenset({
+    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
+    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException",
+    "ProvisionedThroughputExceededException", "SlowDown", "EC2ThrottledException",
+})
+_SERVICE_NAMES = {SSM: "ssm", SECRETS: "secretsmanager"}
+
+
+def rfc3339(value: object) -> object:
+    """``2024-05-01T12:00:00.123Z`` for a datetime; anything else unchanged."""
+    if not isinstance(value, datetime):
+        return value
+    utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def render_parameter(parameter: dict[str, Any]) -> bytes:
+    """The body of ``/systemsmanager/parameters/get``: AWS's GetParameter JSON."""
+    shaped = {field: rfc3339(value) for field, value in parameter.items()}
+    return _dumps({"Parameter": shaped, "ResultMetadata": {}})
+
+
+def render_secret(secret: dict[str, Any]) -> bytes:
+    """The body of ``/secretsmanager/get``: AWS's GetSecretValue JSON, binary as base64."""
+    shaped: dict[str, Any] = {}
+    for field, value in secret.items():
+        if field == "ResponseMetadata":
+            continue
+        if field == "SecretBinary" and isinstance(value, bytes | bytearray):
+            value = base64.b64encode(value).decode()
+        shaped[field] = rfc3339(value)
+    shaped["ResultMetadata"] = {}
+    return _dumps(shaped)
+
+
+def translate(exc: BaseException) -> ApiError:
+    """Any failure of an AWS call as the error the client sees (SPEC section 4)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "InternalFailure")
+        message = str(error.get("Message") or code)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        # AWS's JSON protocol answers every client error with 400; moto and proxies sometimes
+        # use 404 or 403, so the code decides, and only a real 5xx keeps its status.
+        if status < 500:
+            status = 400
+        return ApiError(status, code, message, transient=status >= 500 or code in _THROTTLING)
+    if isinstance(exc, TimeoutError | ConnectTimeoutError | ReadTimeoutError):
+        return ApiError(504, "UpstreamTimeout", "the AWS call timed out", transient=True)
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | HTTPClientError):
+        return ApiError(
+            502, "UpstreamUnavailable", "AWS could not be reached or closed the connection",
+            transient=True,
+        )
+    if isinstance(exc, NoCredentialsError):
+        return ApiError(500, "InternalFailure", "no AWS credentials found in the credential chain")
+    if isinstance(exc, NoRegionError):
+        return ApiError(500, "InternalFailure", "no AWS region configured: set AWS_REGION")
+    if isinstance(exc, BotoCoreError):
+        return ApiError(500, "InternalFailure", f"AWS SDK error: {type(exc).__name__}")
+    return ApiError(500, "InternalFailure", f"internal error: {type(exc).__name__}")
+
+
+class Upstream:
+    """Owns the AWS clients. ``start`` creates them; every call awaits them if still starting."""
+
+    def __init__(self, settings: Settings, session: AioSession | None = None) -> None:
+        self._settings = settings
+        self._session = session or get_session()
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._ready: asyncio.Future[None] | None = None
+        self.calls: dict[str, int] = {}
+
+    def _config(self, timeout_ms: int) -> AioConfig:
+        timeouts: dict[str, float] = {}
+        if timeout_ms > 0:
+            timeouts = {"connect_timeout": timeout_ms / 1000, "read_timeout": timeout_ms / 1000}
+        return AioConfig(
+            max_pool_connections=self._settings.max_connections,
+            retries={"mode": "standard", "total_max_attempts": TOTAL_ATTEMPTS},
+            user_agent_extra=f"parameters-secrets-sidecar/{__version__}",
+            **timeouts,
+        )
+
+    async def start(self) -> None:
+        """Create both clients. Safe to call once; readers wait on it."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        try:
+            for service, timeout_ms in ((SSM, self._settings.ssm_timeout_ms),
+                                        (SECRETS, self._settings.secrets_timeout_ms)):
+                client = self._session.create_client(
+                    _SERVICE_NAMES[service], region_name=self._settings.region,
+                    config=self._config(timeout_ms),
+                )
+                self._clients[service] = await self._stack.enter_async_context(client)
+        except BaseException as exc:
+            self._ready.set_exception(translate(exc))
+            self._ready.exception()  # marks it retrieved; readers re-raise it themselves
+            raise
+        self._ready.set_result(None)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def _client(self, service: str) -> Any:
+        if self._ready is None:
+            raise ApiError(500, "InternalFailure", "AWS clients were never started")
+        await asyncio.shield(self._ready)
+        return self._clients[service]
+
+    async def _call(self, service: str, api: str, label: str, **kwargs: Any) -> dict[str, Any]:
+        client = await self._client(service)
+        self.calls[api] = self.calls.get(api, 0) + 1
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            response: dict[str, Any] = await getattr(client, api)(**kwargs)
+            return response
+        except BaseException as exc:
+            outcome = translate(exc).code if isinstance(exc, Exception) else type(exc).__name__
+            raise
+        finally:
+            if logs.debug_on():
+                logs.debug("upstream call", api=api, name=label, outcome=outcome,
+                           ms=round((time.perf_counter() - started) * 1000, 2))
+
+    async def fetch(self, key: Key) -> bytes:
+        """One key's body, rendered; raises ``ApiError``."""
+        try:
+            if key.service == SSM:
+                response = await self._call(
+                    SSM, "get_parameter", key.describe(),
+                    Name=key.ssm_name(), WithDecryption=key.with_decryption,
+                )
+                return render_parameter(response["Parameter"])
+            kwargs: dict[str, str] = {"SecretId": key.name}
+            if key.version_id:
+                kwargs["VersionId"] = key.version_id
+            if key.version_stage:
+                kwargs["VersionStage"] = key.version_stage
+            return render_secret(
+                await self._call(SECRETS, "get_secret_value", key.describe(), **kwargs)
+            )
+        except Exception as exc:
+            raise translate(exc) from None
+
+    async def fetch_parameters(self, keys: list[Key]) -> dict[Key, bytes]:
+        """GetParameters for up to 10 keys sharing ``with_decryption``; found ones only."""
+        wanted = {key.ssm_name(): key for key in keys}
+        response = await self._call(
+            SSM, "get_parameters", f"{len(keys)} names",
+            Names=list(wanted), WithDecryption=keys[0].with_decryption,
+        )
+        found: dict[Key, bytes] = {}
+        for parameter in response.get("Parameters", []):
+            selector = parameter.get("Selector", "")
+            for candidate in (parameter.get("Name", "") + selector,
+                              parameter.get("ARN", "") + selector):
+                if candidate in wanted:
+                    found[wanted[candidate]] = render_parameter(parameter)
+        return found
+
+    async def fetch_secrets(self, keys: list[Key]) -> dict[Key, bytes]:
+        """BatchGetSecretValue for up to 20 plain (no version selector) keys; found ones only."""
+        wanted = {key.name: key for key in keys}
+        response = await self._call(
+            SECRETS, "batch_get_secret_value", f"{len(keys)} ids", SecretIdList=list(wanted),
+        )
+        found: dict[Key, bytes] = {}
+        for secret in response.get("SecretValues", []):
+            for candidate in (secret.get("Name"), secret.get("ARN")):
+                if candidate in wanted:
+                    found[wanted[candidate]] = render_secret(secret)
+        return found
+
+
+def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
+    items = list(keys)
+    return [items[start:start + size] for start in range(0, len(items), size)]

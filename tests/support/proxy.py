@@ -1,0 +1,168 @@
+"""A fault-injecting HTTP proxy between the daemon and moto.
+
+It counts upstream calls per API and per name, tracks concurrency, and applies rules matched on
+the requested name: throttle, 5xx, delay, drop the connection, or a rate quota. It runs its own
+event loop in a thread so that synchronous tests can drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+_AWS_JSON = "application/x-amz-json-1.1"
+
+
+@dataclass
+class Rule:
+    match: str
+    kind: str  # throttle | error500 | delay | drop
+    seconds: float = 0.0
+    until: float = float("inf")  # time.monotonic() deadline
+    apis: tuple[str, ...] = ()
+
+    def applies(self, api: str, names: list[str]) -> bool:
+        if time.monotonic() >= self.until:
+            return False
+        if self.apis and api not in self.apis:
+            return False
+        return any(self.match in name for name in names)
+
+
+@dataclass
+class Call:
+    api: str
+    names: list[str]
+    at: float = field(default_factory=time.monotonic)
+
+
+def _names(body: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for field_name in ("Name", "SecretId"):
+        if isinstance(body.get(field_name), str):
+            names.append(body[field_name])
+    for field_name in ("Names", "SecretIdList"):
+        if isinstance(body.get(field_name), list):
+            names.extend(str(item) for item in body[field_name])
+    return names
+
+
+class FaultProxy:
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.calls: list[Call] = []
+        self.rules: list[Rule] = []
+        self._lock = threading.Lock()
+        self._active: Counter[str] = Counter()
+        self.max_active: Counter[str] = Counter()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.url = ""
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    # -- control, from the test's thread ------------------------------------------------------
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def add(self, rule: Rule) -> Rule:
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def remove(self, rule: Rule) -> None:
+        with self._lock:
+            if rule in self.rules:
+                self.rules.remove(rule)
+
+    def count(self, name: str, api: str | None = None) -> int:
+        """Calls whose requested names include ``name`` exactly (optionally of one API)."""
+        with self._lock:
+            return sum(1 for call in self.calls
+                       if name in call.names and (api is None or call.api == api))
+
+    def count_matching(self, fragment: str, api: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for call in self.calls
+                       if any(fragment in n for n in call.names)
+                       and (api is None or call.api == api))
+
+    # -- the proxy itself --------------------------------------------------------------------
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def _rule_for(self, api: str, names: list[str]) -> Rule | None:
+        with self._lock:
+            for rule in self.rules:
+                if rule.applies(api, names):
+                    return rule
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        api = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        try:
+            names = _names(json.loads(raw)) if raw else []
+        except ValueError:
+            names = []
+        with self._lock:
+            self.calls.append(Call(api, names))
+        rule = self._rule_for(api, names)
+        scope = names[0] if names else ""
+        with self._lock:
+            self._active[scope] += 1
+            self.max_active[scope] = max(self.max_active[scope], self._active[scope])
+        try:
+            if rule is not None:
+                if rule.kind == "throttle":
+                    return self._error(400, "ThrottlingException", "Rate exceeded")
+                if rule.kind == "error500":
+                    return self._error(500, "InternalServerError", "injected failure")
+                if rule.kind == "drop":
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return web.Response(status=500)
+                if rule.kind == "delay":
+                    await asyncio.sleep(rule.seconds)
+            return await self._forward(request, raw)
+        finally:
+            with self._lock:
+                self._active[scope] -= 1
+
+    @staticmethod
+    def _error(status: int, code: str, message: str) -> web.Response:
+        body = json.dumps({"__type": code, "message": message})
+        return web.Response(status=status, text=body, content_type=_AWS_JSON)
+
+    async def _forward(self, request: web.Request, raw: bytes) -> web.Response:
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("host", "content-length", "transfer-encoding")}
+        async with self._session.request(request.method, self.target + request.path_qs,
+                                         data=raw, headers=headers) as upstream:
+            body = await upstream.read()
+            keep = {k: v for k, v in upstream.headers.items()
+                    if k.lower() in ("content-type", "x-amzn-requestid")}
+            return web.Response(status=upstream.status, body=body, headers=keep)
