@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from tests.support.process import Daemon, clean_env, free_port
 from tests.support.proxy import FaultProxy
 
 REGION = "us-east-1"
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access lines add only noise
 FAKE_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 

@@ -6,6 +6,8 @@ it for values that must not be there.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -99,6 +101,17 @@ class Process:
             self.proc.wait(5)
 
 
+class RawResponse:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.content = body
+        self.text = body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class Daemon(Process):
     """The daemon in standalone mode on a free port, ready when ``/ping`` answers."""
 
@@ -109,6 +122,16 @@ class Daemon(Process):
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.http = requests.Session()
+
+    @classmethod
+    def attach(cls, process: Process, token: str, port: int) -> Daemon:
+        """Treat an already started process (say, a launcher script) as the daemon."""
+        daemon = cls.__new__(cls)
+        daemon.__dict__.update(process.__dict__)
+        daemon.token, daemon.port = token, port
+        daemon.base = f"http://127.0.0.1:{port}"
+        daemon.http = requests.Session()
+        return daemon
 
     def wait_ready(self, timeout: float = 20.0) -> Daemon:
         deadline = time.monotonic() + timeout
@@ -132,6 +155,23 @@ class Daemon(Process):
         if token is not None:
             headers[TOKEN_HEADER] = token
         return self.http.get(self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def raw(self, path: str, method: str = "GET", token: str | None = "default",
+            headers: Mapping[str, str] | None = None) -> RawResponse:
+        """A request sent byte for byte as given (``requests`` would re-quote the path)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            sent = dict(headers or {})
+            if token is not None:
+                sent[TOKEN_HEADER] = self.token if token == "default" else token
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for name, value in sent.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            response = conn.getresponse()
+            return RawResponse(response.status, dict(response.getheaders()), response.read())
+        finally:
+            conn.close()
 
     def param(self, name: str, **query: str) -> requests.Response:
         return self.get("/systemsmanager/parameters/get", params={"name": name, **query})

@@ -24,8 +24,10 @@ _AWS_JSON = "application/x-amz-json-1.1"
 @dataclass
 class Rule:
     match: str
-    kind: str  # throttle | error500 | delay | drop
+    kind: str  # throttle | error500 | error | delay | drop
     seconds: float = 0.0
+    status: int = 400  # for kind "error"
+    code: str = "AccessDeniedException"  # for kind "error"
     until: float = float("inf")  # time.monotonic() deadline
     apis: tuple[str, ...] = ()
 
@@ -42,6 +44,7 @@ class Call:
     api: str
     names: list[str]
     at: float = field(default_factory=time.monotonic)
+    end: float = float("inf")
 
 
 def _names(body: dict[str, Any]) -> list[str]:
@@ -96,6 +99,18 @@ class FaultProxy:
                        if any(fragment in n for n in call.names)
                        and (api is None or call.api == api))
 
+    def peak_concurrency(self, fragment: str) -> int:
+        """The most calls naming ``fragment`` that were in progress at one moment."""
+        with self._lock:
+            spans = [(c.at, c.end) for c in self.calls if any(fragment in n for n in c.names)]
+        edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],
+                       key=lambda edge: (edge[0], edge[1]))
+        peak = active = 0
+        for _, step in edges:
+            active += step
+            peak = max(peak, active)
+        return peak
+
     # -- the proxy itself --------------------------------------------------------------------
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -128,8 +143,9 @@ class FaultProxy:
             names = _names(json.loads(raw)) if raw else []
         except ValueError:
             names = []
+        call = Call(api, names)
         with self._lock:
-            self.calls.append(Call(api, names))
+            self.calls.append(call)
         rule = self._rule_for(api, names)
         scope = names[0] if names else ""
         with self._lock:
@@ -141,6 +157,8 @@ class FaultProxy:
                     return self._error(400, "ThrottlingException", "Rate exceeded")
                 if rule.kind == "error500":
                     return self._error(500, "InternalServerError", "injected failure")
+                if rule.kind == "error":
+                    return self._error(rule.status, rule.code, f"injected {rule.code}")
                 if rule.kind == "drop":
                     assert request.transport is not None
                     request.transport.abort()
@@ -149,6 +167,7 @@ class FaultProxy:
                     await asyncio.sleep(rule.seconds)
             return await self._forward(request, raw)
         finally:
+            call.end = time.monotonic()
             with self._lock:
                 self._active[scope] -= 1
 
