@@ -7,24 +7,10 @@ and the stdlib-only config module load before the listener is bound and the exte
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-from collections.abc import Coroutine
-from typing import Any
 
 from sidecar import __version__, config, logs
-
-
-def _run(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop where it is installed (faster hit path), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(coroutine)
 
 
 def _check_region(settings: config.Settings) -> None:
@@ -36,7 +22,6 @@ def _check_region(settings: config.Settings) -> None:
 
 
 def standalone(demo: bool) -> int:
-    port_hint = None
     if demo:
         from sidecar import demo as demo_mode
 
@@ -55,6 +40,7 @@ def standalone(demo: bool) -> int:
     logs.info("starting", version=__version__, **settings.describe())
 
     from sidecar.daemon import bind, run_standalone
+    from sidecar.runloop import run
 
     try:
         sock = bind(settings.port)
@@ -62,10 +48,9 @@ def standalone(demo: bool) -> int:
         logs.fatal_line(f"cannot listen on 127.0.0.1:{settings.port} "
                         f"(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT): {exc.strerror}")
         return 1
-    port_hint = sock.getsockname()[1]
     if demo:
-        print(demo_mode.banner(port_hint), flush=True)
-    _run(run_standalone(settings, sock))
+        print(demo_mode.banner(settings.port), flush=True)
+    run(run_standalone(settings, sock))
     return 0
 
 

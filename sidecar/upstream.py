@@ -193,17 +193,19 @@ class Upstream:
             raise translate(exc) from None
 
     async def fetch_parameters(self, keys: list[Key]) -> dict[Key, bytes]:
-        """GetParameters for up to 10 keys sharing ``with_decryption``; found ones only."""
-        wanted = {key.ssm_name(): key for key in keys}
+        """GetParameters for up to 10 keys sharing ``with_decryption``; found ones only.
+
+        The keys must have distinct names (see ``batches``): an answer is matched back to its
+        key by name or ARN alone, since not every implementation echoes the ``Selector``.
+        """
+        wanted = {key.name: key for key in keys}
         response = await self._call(
             SSM, "get_parameters", f"{len(keys)} names",
-            Names=list(wanted), WithDecryption=keys[0].with_decryption,
+            Names=[key.ssm_name() for key in keys], WithDecryption=keys[0].with_decryption,
         )
         found: dict[Key, bytes] = {}
         for parameter in response.get("Parameters", []):
-            selector = parameter.get("Selector", "")
-            for candidate in (parameter.get("Name", "") + selector,
-                              parameter.get("ARN", "") + selector):
+            for candidate in (parameter.get("Name"), parameter.get("ARN")):
                 if candidate in wanted:
                     found[wanted[candidate]] = render_parameter(parameter)
         return found
@@ -223,5 +225,16 @@ class Upstream:
 
 
 def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
-    items = list(keys)
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    """Groups of at most ``size`` keys, no two in a group with the same name."""
+    groups: list[list[Key]] = []
+    names: list[set[str]] = []
+    for key in keys:
+        for group, taken in zip(groups, names, strict=True):
+            if len(group) < size and key.name not in taken:
+                group.append(key)
+                taken.add(key.name)
+                break
+        else:
+            groups.append([key])
+            names.append({key.name})
+    return groups
