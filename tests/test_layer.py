@@ -1,0 +1,133 @@
+"""The built layer, unpacked like /opt, run by its launcher under a bare Python per version."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAKE_CREDS, REGION, Aws
+from tests.support.lambda_api import FakeExtensionsApi
+from tests.support.process import REPO, Daemon, Process, clean_env, free_port
+from tests.support.proxy import FaultProxy
+
+sys.path.insert(0, str(REPO / "scripts"))
+from build_layer import interpreters
+
+LAUNCHER = "extensions/parameters-secrets-sidecar"
+
+
+@pytest.fixture(scope="session")
+def layer_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "build_layer.py"), "--arch", "x86_64",
+                    "--out", str(out), "--work", str(tmp_path_factory.mktemp("work"))],
+                   check=True)
+    return out / "parameters-secrets-sidecar-x86_64.zip"
+
+
+@pytest.fixture(scope="session")
+def opt(layer_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The zip unpacked as Lambda does, then made read-only."""
+    root = tmp_path_factory.mktemp("opt")
+    with zipfile.ZipFile(layer_zip) as archive:
+        for info in archive.infolist():
+            archive.extract(info, root)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                (root / info.filename).chmod(mode)
+    paths = sorted(root.rglob("*"), reverse=True)
+    for path in paths:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    yield root
+    for path in [root, *paths]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+def bare_python(version: str, where: Path) -> Path | None:
+    """A venv with nothing installed: the project and its dependencies are not importable."""
+    for interpreter in interpreters(version):
+        venv = where / f"bare{version}"
+        made = subprocess.run([interpreter, "-m", "venv", "--without-pip", str(venv)],
+                              capture_output=True, check=False)
+        if made.returncode == 0:
+            return venv / "bin"
+    return None
+
+
+def test_layer_has_the_documented_layout(layer_zip: Path) -> None:
+    with zipfile.ZipFile(layer_zip) as archive:
+        names = set(archive.namelist())
+        launcher = archive.getinfo(LAUNCHER)
+    assert (launcher.external_attr >> 16) & 0o111  # executable
+    assert "parameters-secrets-sidecar/bootstrap.py" in names
+    assert "parameters-secrets-sidecar/common/sidecar/__main__.py" in names
+    for tag in ("cp311", "cp312", "cp313"):
+        assert any(n.startswith(f"parameters-secrets-sidecar/{tag}/aiohttp/") and n.endswith(".so")
+                   for n in names), f"no compiled aiohttp for {tag}"
+        assert any(f"cpython-{tag[2:]}.pyc" in n for n in names)
+    services = {n.split("/")[4] for n in names if "/botocore/data/" in n and n.count("/") > 5}
+    assert services == {"ssm", "secretsmanager", "sts"}
+    assert not [n for n in names if "/tests/" in n]
+    assert layer_zip.stat().st_size < 25 * 1024 * 1024
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_layer_serves_under_a_bare_python(version: str, opt: Path, tmp_path: Path, home: Path,
+                                          proxy: FaultProxy, aws: Aws, unique: str) -> None:
+    bin_dir = bare_python(version, tmp_path)
+    if bin_dir is None:
+        pytest.skip(f"no CPython {version} on this machine")
+    probe = subprocess.run([str(bin_dir / "python3"), "-c", "import aiohttp"],
+                           capture_output=True, check=False)
+    assert probe.returncode != 0, "the bare interpreter must not have the dependencies"
+    name = f"/{unique}/layer"
+    aws.ssm.put_parameter(Name=name, Type="String", Value=f"served by {version}")
+    before = snapshot(opt)
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port).start()
+    env = clean_env(home, {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "AWS_LAMBDA_RUNTIME_API": api.address,
+        "AWS_ENDPOINT_URL": proxy.url, "AWS_REGION": REGION, "AWS_TOKEN": "layer-token",
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
+        "PYTHONDONTWRITEBYTECODE": "", **FAKE_CREDS,
+    })
+    env.pop("PYTHONPATH", None)
+    process = Process([str(opt / LAUNCHER)], env, cwd=tmp_path)
+    daemon = Daemon.attach(process, "layer-token", port)
+    try:
+        daemon.wait_ready()
+        assert api.registrations[0].name == "parameters-secrets-sidecar"
+        assert api.registrations[0].port_open is True
+        environ = Path(f"/proc/{process.proc.pid}/environ").read_bytes().split(b"\0")
+        pythonpath = [e for e in environ if e.startswith(b"PYTHONPATH=")]
+        assert pythonpath == [f"PYTHONPATH={opt}/extensions/../parameters-secrets-sidecar".encode()]
+        response = daemon.param(name)
+        assert response.status_code == 200
+        assert response.json()["Parameter"]["Value"] == f"served by {version}"
+        api.shutdown()
+        assert daemon.finish() == 0
+    finally:
+        daemon.kill()
+        api.stop()
+    assert snapshot(opt) == before, "the layer wrote into /opt"
+
+
+def test_launcher_without_python_says_so(opt: Path, tmp_path: Path, home: Path) -> None:
+    env = clean_env(home, {"PATH": str(tmp_path), "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"})
+    done = subprocess.run(["/bin/sh", str(opt / LAUNCHER)], env=env, capture_output=True,
+                          text=True, check=False)
+    if Path("/var/lang/bin/python3").exists():
+        pytest.skip("this machine has Lambda's python3, which the launcher always finds")
+    assert done.returncode != 0
+    assert "no python3" in done.stdout
