@@ -1,0 +1,221 @@
+"""Cold start of the unpacked layer under a fake Extensions API, median of N runs.
+
+For each run, from the exec of the layer's launcher:
+- register: the register call reaches the Extensions API (Lambda waits for this before it
+  starts the function's runtime, so it is added to every cold start);
+- listening: the port accepts a connection;
+- first 200: a read of a parameter from (fake) AWS answers 200 (the read is sent as soon as the
+  port accepts and waits for the daemon to serve it);
+- first hit after prefetch (a second set of runs, with 100 prefetched parameters): the prefetch
+  has finished and a read of a prefetched parameter is a hit.
+
+Usage: scripts/bench-coldstart [--runs 10] [--python 3.12] [--layer dist/...zip]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+
+from build_layer import interpreters  # noqa: E402
+from tests.support.lambda_api import FakeExtensionsApi  # noqa: E402
+
+LAUNCHER = "extensions/parameters-secrets-sidecar"
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unpack(layer: Path, where: Path) -> Path:
+    with zipfile.ZipFile(layer) as archive:
+        for info in archive.infolist():
+            archive.extract(info, where)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                (where / info.filename).chmod(mode)
+    return where
+
+
+def bare_python(version: str, where: Path) -> Path:
+    for interpreter in interpreters(version):
+        venv = where / f"bare{version}"
+        if subprocess.run([interpreter, "-m", "venv", "--without-pip", str(venv)],
+                          capture_output=True, check=False).returncode == 0:
+            return venv / "bin"
+    raise SystemExit(f"bench-coldstart: no CPython {version} here (try --python 3.11)")
+
+
+def start_fake_aws(parameters: int) -> str:
+    import logging
+
+    import botocore.session
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    ssm: Any = botocore.session.get_session().create_client(
+        "ssm", region_name="us-east-1", endpoint_url=url, aws_access_key_id="x",
+        aws_secret_access_key="x")
+    for index in range(parameters):
+        ssm.put_parameter(Name=f"/bench/p{index}", Type="String", Value="v" * 300)
+    return url
+
+
+def get(port: int, path: str, timeout: float = 30) -> tuple[int, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"X-Aws-Parameters-Secrets-Token": TOKEN})
+        response = conn.getresponse()
+        response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+class Output:
+    """The child's stdout, with the arrival time of each line."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for raw in stream:
+            self.lines.append((time.monotonic(), raw.decode("utf-8", "replace")))
+
+    def wait_for(self, needle: str, timeout: float = 30) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if needle in line:
+                    return at
+            time.sleep(0.001)
+        raise RuntimeError(f"{needle!r} never appeared:\n" + "".join(x for _, x in self.lines))
+
+
+def one_run(launcher: Path, bin_dir: Path, aws_url: str, prefetch: str) -> dict[str, float]:
+    port = free_port()
+    api = FakeExtensionsApi().start()
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": tempfile.gettempdir(),
+        "AWS_LAMBDA_RUNTIME_API": api.address, "AWS_ENDPOINT_URL": aws_url,
+        "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_TOKEN": TOKEN, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    if prefetch:
+        env["PARAMETERS_SECRETS_EXTENSION_PREFETCH"] = prefetch
+    started = time.monotonic()
+    process = subprocess.Popen([str(launcher)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    output = Output(process.stdout)
+    result: dict[str, float] = {}
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.0005)
+        result["listening"] = time.monotonic() - started
+        if prefetch:
+            done = output.wait_for("prefetch done")
+            status, headers = get(port, "/systemsmanager/parameters/get?name=/bench/p0")
+            assert status == 200 and headers["x-cache"] == "hit", (status, headers)
+            result["prefetch_done"] = done - started
+            result["first_hit"] = time.monotonic() - started
+        else:
+            status, _ = get(port, "/systemsmanager/parameters/get?name=/bench/p0")
+            assert status == 200, status
+            result["first_200"] = time.monotonic() - started
+        api.registered.wait(10)
+        result["register"] = api.registrations[0].at - started
+        api.shutdown()
+        process.wait(10)
+        assert process.returncode == 0, "".join(line for _, line in output.lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        api.stop()
+    return result
+
+
+def measure(layer: Path, version: str, runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = unpack(layer, Path(tmp) / "opt")
+        bin_dir = bare_python(version, Path(tmp))
+        aws_url = start_fake_aws(100)
+        prefetch = ",".join(f"ssm:/bench/p{index}" for index in range(100))
+        plain = [one_run(opt / LAUNCHER, bin_dir, aws_url, "") for _ in range(runs)]
+        warm = [one_run(opt / LAUNCHER, bin_dir, aws_url, prefetch) for _ in range(runs)]
+
+    def median_ms(samples: list[dict[str, float]], field: str) -> float:
+        return round(statistics.median(s[field] for s in samples) * 1000, 1)
+
+    return {
+        "python": version, "runs": runs, "layer": layer.name,
+        "layer_mb": round(layer.stat().st_size / 1024 / 1024, 1),
+        "exec_to_register_ms": median_ms(plain, "register"),
+        "exec_to_listening_ms": median_ms(plain, "listening"),
+        "exec_to_first_200_ms": median_ms(plain, "first_200"),
+        "exec_to_prefetch_done_ms": median_ms(warm, "prefetch_done"),
+        "exec_to_first_hit_after_prefetch_ms": median_ms(warm, "first_hit"),
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [("exec → register", "exec_to_register_ms"),
+            ("exec → listening", "exec_to_listening_ms"),
+            ("exec → first 200 (a miss fetched from AWS)", "exec_to_first_200_ms"),
+            ("exec → prefetch of 100 parameters done", "exec_to_prefetch_done_ms"),
+            ("exec → first hit after prefetch", "exec_to_first_hit_after_prefetch_ms")]
+    lines = [f"Cold start, {result['layer']} ({result['layer_mb']} MB), Python "
+             f"{result['python']}, median of {result['runs']}", "",
+             "| measure | ms |", "|---|---|"]
+    lines += [f"| {label} | {result[key]} |" for label, key in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench-coldstart", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--python", default="3.12")
+    parser.add_argument("--layer", type=Path, default=REPO / "dist" /
+                        "parameters-secrets-sidecar-x86_64.zip")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if not args.layer.exists():
+        subprocess.run([sys.executable, str(REPO / "scripts" / "build_layer.py"),
+                        "--arch", "x86_64"], check=True)
+    result = measure(args.layer, args.python, args.runs)
+    print(json.dumps(result, indent=2) if args.json else table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    sys.exit(main())
