@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
 from build_layer import interpreters  # noqa: E402
+
 from tests.support.lambda_api import FakeExtensionsApi  # noqa: E402
 
 LAUNCHER = "extensions/parameters-secrets-sidecar"

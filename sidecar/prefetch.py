@@ -39,13 +39,11 @@ def parse_prefetch(raw: str) -> tuple[Key, ...]:
         if not target:
             raise PrefetchSyntaxError(f"item {position} ({item[:80]!r}) has no name")
         try:
-            pairs = split_query(query)
+            # The name is percent-decoded like any query value (no valid name holds a "%").
+            pairs = split_query(f"{'name' if kind == 'ssm' else 'secretId'}={target}&{query}")
             if any(name == "refreshNow" for name, _ in pairs):
                 raise PrefetchSyntaxError(f"item {position}: refreshNow has no meaning here")
-            if kind == "ssm":
-                read = parameter_read([("name", target), *pairs])
-            else:
-                read = secret_read([("secretId", target), *pairs])
+            read = parameter_read(pairs) if kind == "ssm" else secret_read(pairs)
         except ApiError as exc:
             raise PrefetchSyntaxError(f"item {position} ({item[:80]!r}): {exc.message}") from None
         keys[read.key] = None
