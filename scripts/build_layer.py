@@ -95,8 +95,18 @@ def split_common(stages: dict[str, Path], common: Path) -> None:
                 shutil.rmtree(other) if other.is_dir() else other.unlink()
 
 
-def trim(tree: Path) -> None:
-    """Drop tests and caches, and botocore's data for services the daemon never calls."""
+def strip_tool(arch: str) -> str | None:
+    """A strip that reads the target's ELF files (llvm-strip reads every architecture)."""
+    for candidate in ("llvm-strip", f"{ARCHES[arch]}-linux-gnu-strip"):
+        if shutil.which(candidate):
+            return candidate
+    if arch == "x86_64" and shutil.which("strip"):
+        return "strip"
+    return None
+
+
+def trim(tree: Path, arch: str) -> None:
+    """Drop tests, caches, C sources, debug symbols, and botocore's data for unused services."""
     for path in sorted(tree.rglob("*"), reverse=True):
         if path.is_dir() and path.name in DROP_DIRS:
             shutil.rmtree(path)
@@ -105,9 +115,18 @@ def trim(tree: Path) -> None:
         for service in data.iterdir():
             if service.is_dir() and service.name not in BOTOCORE_SERVICES:
                 shutil.rmtree(service)
+    for pattern in ("*.pyx", "*.pxd", "*.c", "*.h"):
+        for source in tree.rglob(pattern):
+            source.unlink()
+    tool = strip_tool(arch)
+    if tool is None:
+        log(f"{arch}: no strip for this architecture (install llvm); shared objects keep symbols")
+        return
     for binary in tree.rglob("*.so"):
-        subprocess.run(["strip", "--strip-unneeded", str(binary)], check=False,
-                       capture_output=True)
+        done = subprocess.run([tool, "--strip-unneeded", str(binary)], check=False,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            log(f"{arch}: could not strip {binary.name}: {done.stderr.strip()[:200]}")
 
 
 def copy_project(root: Path) -> None:
@@ -155,7 +174,7 @@ def build(arch: str, versions: tuple[str, ...], out: Path, work: Path) -> Path:
         stage = staging / "stages" / version
         log(f"{arch}: installing wheels for Python {version}")
         pip_install(stage, arch, version)
-        trim(stage)
+        trim(stage, arch)
         stages[version] = stage
     (root / "common").mkdir(parents=True)
     split_common(stages, root / "common")

@@ -23,6 +23,9 @@ class Entry:
     fresh_until: float
     refresh_at: float
     keep_until: float
+    # After a failed refetch: until when the stale body is served without asking AWS again.
+    retry_at: float = 0.0
+    failures: int = 0
 
 
 def _body_size(entry: Entry) -> int:

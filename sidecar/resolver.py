@@ -9,7 +9,9 @@ Knows the cache and upstream; knows nothing of HTTP.
 - Distinct fetches per service are capped by a semaphore (``MAX_CONNECTIONS``): a flood of
   distinct misses queues instead of opening sockets without bound.
 - A refetch that fails for a transient reason serves the expired entry (``stale``) for up to
-  ``STALE_IF_ERROR_SECS`` past expiry; a definite answer (not found, denied) drops it.
+  ``STALE_IF_ERROR_SECS`` past expiry; a definite answer (not found, denied) drops it. After a
+  failure, the key is not tried again for a backoff (1 s, doubling up to 8 s): meanwhile its
+  readers get the stale body at once instead of each waiting out AWS's retries.
 - Each entry's lifetime is shortened by a random 0-10% so that fleets started together do not
   refresh in lockstep.
 """
@@ -22,7 +24,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sidecar import logs
 from sidecar.cache import Cache, Entry
@@ -32,6 +34,8 @@ from sidecar.key import SECRETS, SSM, Key
 from sidecar.upstream import SECRETS_BATCH, SSM_BATCH, Upstream, batches, translate
 
 TTL_JITTER = 0.1
+FAILURE_BACKOFF_SECS = 1.0
+MAX_FAILURE_BACKOFF_SECS = 8.0
 
 HIT, MISS, STALE, BYPASS = "hit", "miss", "stale", "bypass"
 
@@ -87,14 +91,27 @@ class Resolver:
             if now >= entry.keep_until:
                 self.cache.drop(key)
                 entry = None
+            elif now < entry.retry_at:
+                return Answer(entry.body, STALE, int(now - entry.fetched_at))
         task = self._inflight.get(key) or self._start_fetch(key)
         try:
             fresh = await asyncio.shield(task)
         except ApiError as exc:
             if exc.transient and entry is not None and self._clock() < entry.keep_until:
+                self._back_off(key, entry)
                 return Answer(entry.body, STALE, int(self._clock() - entry.fetched_at))
             raise
         return Answer(fresh.body, MISS, int(self._clock() - fresh.fetched_at))
+
+    def _back_off(self, key: Key, stale: Entry) -> None:
+        """Serve ``stale`` without asking AWS for a while, longer after each failure."""
+        current = self.cache.get(key)
+        if current is None or current.fetched_at != stale.fetched_at or \
+                self._clock() < current.retry_at:
+            return  # replaced meanwhile, or another reader already backed off
+        wait = min(FAILURE_BACKOFF_SECS * 2 ** current.failures, MAX_FAILURE_BACKOFF_SECS)
+        self.cache.put(key, replace(current, retry_at=self._clock() + wait,
+                                    failures=current.failures + 1))
 
     def _start_fetch(self, key: Key) -> asyncio.Task[Entry]:
         task = asyncio.get_running_loop().create_task(self._fetch_and_store(key))
