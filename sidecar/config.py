@@ -47,6 +47,7 @@ class Settings:
     secrets_timeout_ms: int = 0
     refresh_ahead: float = 0.8
     stale_if_error_secs: int = DEFAULT_STALE_IF_ERROR_SECS
+    coalesce: bool = True
     prefetch: tuple[PrefetchItem, ...] = ()
     region: str | None = None
 
@@ -68,6 +69,7 @@ class Settings:
             "max_connections": self.max_connections,
             "refresh_ahead": self.refresh_ahead,
             "stale_if_error_secs": self.stale_if_error_secs,
+            "coalesce": self.coalesce,
             "prefetch_items": len(self.prefetch),
             "log_level": self.log_level,
             "log_format": self.log_format,
@@ -224,6 +226,7 @@ def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
             env, "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS",
             DEFAULT_STALE_IF_ERROR_SECS, 0, MAX_STALE_IF_ERROR_SECS,
         ),
+        coalesce=_bool(env, "PARAMETERS_SECRETS_EXTENSION_COALESCE", True),
         prefetch=prefetch,
         region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None),
     ), warnings

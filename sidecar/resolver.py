@@ -93,9 +93,12 @@ class Resolver:
                 entry = None
             elif now < entry.retry_at:
                 return Answer(entry.body, STALE, int(now - entry.fetched_at))
-        task = self._inflight.get(key) or self._start_fetch(key)
         try:
-            fresh = await asyncio.shield(task)
+            if self._settings.coalesce:
+                task = self._inflight.get(key) or self._start_fetch(key)
+                fresh = await asyncio.shield(task)
+            else:  # every reader its own call: only to compare with caches that work so
+                fresh = await self._fetch_and_store(key)
         except ApiError as exc:
             if exc.transient and entry is not None and self._clock() < entry.keep_until:
                 self._back_off(key, entry)

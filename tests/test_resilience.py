@@ -272,3 +272,23 @@ async def test_shutdown_under_load_finishes_or_refuses_cleanly(
     for status, _, body in results:
         assert status == 200 or (status == 503 and b"ShuttingDown" in body), (status, body)
     assert any(status == 200 for status, _, _ in results)
+
+
+async def test_queued_fetches_past_their_timeout_get_a_clean_504(
+        start_daemon: StartDaemon, aws: Aws, proxy: FaultProxy, rules: list[Rule],
+        unique: str) -> None:
+    names = [f"/{unique}/q{i}" for i in range(8)]
+    for name in names:
+        aws.ssm.put_parameter(Name=name, Type="String", Value="v")
+    rules.append(proxy.add(Rule(match=unique, kind="delay", seconds=0.3)))
+    daemon = start_daemon(PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS="1",
+                          SSM_PARAMETER_STORE_TIMEOUT_MILLIS="1000")
+    results = await _burst(daemon, [_url(daemon, name) for name in names], limit=8)
+    statuses = Counter(status for status, _, _ in results)
+    # One fetch at a time, 0.3 s each: about three fit in the 1 s bound, the rest time out
+    # while queued, and say so cleanly.
+    assert statuses[200] >= 1
+    assert statuses[504] >= 1
+    assert set(statuses) == {200, 504}
+    assert all(b'"UpstreamTimeout"' in body for status, _, body in results if status == 504)
+    assert proxy.peak_concurrency(unique) == 1
