@@ -14,15 +14,21 @@ from cachetools import LRUCache
 from sidecar.key import Key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """A cached answer. Times are on the resolver's monotonic clock, in seconds."""
+    """A cached answer. Times are on the resolver's monotonic clock, in seconds.
+
+    Only ``last_read`` changes in place (on every hit); the rest is replaced as a whole.
+    """
 
     body: bytes
     fetched_at: float
     fresh_until: float
     refresh_at: float
     keep_until: float
+    # How long before expiry a refresh must start to land in time (from the fetch's duration).
+    lead: float = 0.0
+    last_read: float = 0.0
     # After a failed refetch: until when the stale body is served without asking AWS again.
     retry_at: float = 0.0
     failures: int = 0

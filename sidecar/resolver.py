@@ -2,8 +2,11 @@
 
 Knows the cache and upstream; knows nothing of HTTP.
 
-- A fresh entry is a hit. Read past ``refresh_ahead`` of its life, it is also refreshed in the
-  background, so readers of a busy key never wait for AWS.
+- A fresh entry is a hit. Past ``refresh_ahead`` of its life, a read also refreshes it in the
+  background when the next read is likely to come too late to do so (judged by the gap since
+  the previous read and the time a fetch takes): readers of a busy key never wait for AWS, and
+  a busy key is refreshed just before it expires rather than at 80% of its life, which would
+  cost a quarter more AWS calls.
 - A miss joins the key's in-flight fetch if there is one: any number of concurrent readers of a
   key make one upstream call, and all get its answer (value or error).
 - Distinct fetches per service are capped by a semaphore (``MAX_CONNECTIONS``): a flood of
@@ -34,6 +37,7 @@ from sidecar.key import SECRETS, SSM, Key
 from sidecar.upstream import SECRETS_BATCH, SSM_BATCH, Upstream, batches, translate
 
 TTL_JITTER = 0.1
+MIN_REFRESH_LEAD_SECS = 0.05
 FAILURE_BACKOFF_SECS = 1.0
 MAX_FAILURE_BACKOFF_SECS = 8.0
 
@@ -85,8 +89,10 @@ class Resolver:
         entry: Entry | None = self.cache.get(key)
         if entry is not None:
             if now < entry.fresh_until:
-                if now >= entry.refresh_at and key not in self._inflight:
+                if now >= entry.refresh_at and key not in self._inflight and \
+                        now + (now - entry.last_read) + entry.lead >= entry.fresh_until:
                     self._start_fetch(key)
+                entry.last_read = now
                 return Answer(entry.body, HIT, int(now - entry.fetched_at))
             if now >= entry.keep_until:
                 self.cache.drop(key)
@@ -144,22 +150,24 @@ class Resolver:
             raise translate(exc) from None
 
     async def _fetch_and_store(self, key: Key) -> Entry:
+        started = self._clock()
         try:
             body = await self._fetch(key)
         except ApiError as exc:
             if not exc.transient:
                 self.cache.drop(key)
             raise
-        entry = self._entry(key, body)
+        entry = self._entry(key, body, fetch_secs=self._clock() - started)
         self.cache.put(key, entry)
         return entry
 
-    def _entry(self, key: Key, body: bytes) -> Entry:
+    def _entry(self, key: Key, body: bytes, fetch_secs: float) -> Entry:
         now = self._clock()
         life = self._ttl[key.service] * (1.0 - TTL_JITTER * self._jitter())
         refresh_at = now + life * self._refresh_ahead if self._refresh_ahead else math.inf
         return Entry(body=body, fetched_at=now, fresh_until=now + life, refresh_at=refresh_at,
-                     keep_until=now + life + self._settings.stale_if_error_secs)
+                     keep_until=now + life + self._settings.stale_if_error_secs,
+                     lead=max(MIN_REFRESH_LEAD_SECS, 2 * fetch_secs), last_read=now)
 
     async def prefetch(self, keys: tuple[Key, ...]) -> None:
         """Fetch ``keys`` with the batch APIs and cache what comes back.
@@ -184,6 +192,7 @@ class Resolver:
         logs.info("prefetch done", cached=sum(results), asked=len(keys))
 
     async def _prefetch_batch(self, service: str, batch: list[Key]) -> int:
+        started = self._clock()
         try:
             async with self._slots[service]:
                 if service == SSM:
@@ -196,7 +205,7 @@ class Resolver:
             return 0
         for key, body in found.items():
             if key not in self.cache:
-                self.cache.put(key, self._entry(key, body))
+                self.cache.put(key, self._entry(key, body, fetch_secs=self._clock() - started))
         for key in batch:
             if key not in found:
                 logs.warn("prefetch item not fetched", name=key.describe())

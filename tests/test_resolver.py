@@ -65,14 +65,31 @@ async def test_refresh_ahead_refreshes_in_the_background() -> None:
     assert (await resolver.read(KEY)).state == "miss"
     clock.now += 40
     assert (await resolver.read(KEY)).body == b"one"  # before the refresh point: nothing
-    assert upstream.fetches == 1
     clock.now += 20
-    answer = await resolver.read(KEY)
+    await resolver.read(KEY)  # in the window, but at this pace another read comes in time
+    await asyncio.sleep(0.01)
+    assert upstream.fetches == 1
+    clock.now += 25
+    answer = await resolver.read(KEY)  # the next read, 25 s on, would come after expiry
     assert (answer.state, answer.body) == ("hit", b"one")  # the reader does not wait
     await asyncio.sleep(0.01)
     assert upstream.fetches == 2
     answer = await resolver.read(KEY)
     assert (answer.state, answer.body, answer.age) == ("hit", b"two", 0)
+
+
+async def test_a_busy_key_is_refreshed_just_before_expiry() -> None:
+    resolver, upstream, clock = make(refresh_ahead=0.8)
+    await resolver.read(KEY)
+    refreshed_at = None
+    while refreshed_at is None and clock.now < 1100:
+        clock.now += 0.5
+        await resolver.read(KEY)
+        await asyncio.sleep(0)
+        if upstream.fetches == 2:
+            refreshed_at = clock.now - 1000
+    assert refreshed_at is not None
+    assert 99.0 <= refreshed_at < 100.0  # not at 80: the last reads before expiry do it
 
 
 @pytest.mark.parametrize("ahead", [0.0, 1.0])
