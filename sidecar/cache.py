@@ -18,7 +18,8 @@ from sidecar.key import Key
 class Entry:
     """A cached answer. Times are on the resolver's monotonic clock, in seconds.
 
-    Only ``last_read`` changes in place (on every hit); the rest is replaced as a whole.
+    The body and its times are fixed; the bookkeeping below them (``last_read`` on every hit,
+    the failure backoff) changes in place.
     """
 
     body: bytes
@@ -47,7 +48,10 @@ class Cache:
 
     def get(self, key: Key) -> Entry | None:
         """The entry, fresh or not, marking it most recently used."""
-        return self._lru.get(key)
+        try:
+            return self._lru[key]  # cheaper than LRUCache.get on the hit path
+        except KeyError:
+            return None
 
     def put(self, key: Key, entry: Entry) -> None:
         if self.max_items <= 0:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SSM = "ssm"
 SECRETS = "secretsmanager"
 
 
-@dataclass(frozen=True, slots=True)
-class Key:
-    """One cacheable answer. Built once per request; also tells upstream which call to make.
+class Key(NamedTuple):
+    """One cacheable answer. Built once per distinct request; also tells upstream which call to
+    make. A tuple, so that hashing and comparing it on every hit run in C.
 
     For SSM, ``version`` and ``label`` are exclusive (the query parser keeps whichever came first).
     """

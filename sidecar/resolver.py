@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from sidecar import logs
 from sidecar.cache import Cache, Entry
@@ -44,8 +44,7 @@ MAX_FAILURE_BACKOFF_SECS = 8.0
 HIT, MISS, STALE, BYPASS = "hit", "miss", "stale", "bypass"
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     body: bytes
     state: str
     age: int
@@ -71,7 +70,6 @@ class Resolver:
         self._slots = {SSM: asyncio.Semaphore(settings.max_connections),
                        SECRETS: asyncio.Semaphore(settings.max_connections)}
         self._inflight: dict[Key, asyncio.Task[Entry]] = {}
-        self._background: set[asyncio.Task[object]] = set()
         ahead = settings.refresh_ahead
         self._refresh_ahead = ahead if 0.0 < ahead < 1.0 else None
 
@@ -85,15 +83,12 @@ class Resolver:
             # Its own call, never joined to one that started before the caller asked.
             refreshed = await self._fetch_and_store(key)
             return Answer(refreshed.body, BYPASS, 0)
+        hit = self.hit(key)
+        if hit is not None:
+            return hit
         now = self._clock()
         entry: Entry | None = self.cache.get(key)
         if entry is not None:
-            if now < entry.fresh_until:
-                if now >= entry.refresh_at and key not in self._inflight and \
-                        now + (now - entry.last_read) + entry.lead >= entry.fresh_until:
-                    self._start_fetch(key)
-                entry.last_read = now
-                return Answer(entry.body, HIT, int(now - entry.fetched_at))
             if now >= entry.keep_until:
                 self.cache.drop(key)
                 entry = None
@@ -101,8 +96,9 @@ class Resolver:
                 return Answer(entry.body, STALE, int(now - entry.fetched_at))
         try:
             if self._settings.coalesce:
-                task = self._inflight.get(key) or self._start_fetch(key)
-                fresh = await asyncio.shield(task)
+                # No local name for the task: its exception's traceback holds this frame, and
+                # a frame holding the task would make a cycle only the slow GC pass frees.
+                fresh = await asyncio.shield(self._inflight.get(key) or self._start_fetch(key))
             else:  # every reader its own call: only to compare with caches that work so
                 fresh = await self._fetch_and_store(key)
         except ApiError as exc:
@@ -112,6 +108,20 @@ class Resolver:
             raise
         return Answer(fresh.body, MISS, int(self._clock() - fresh.fetched_at))
 
+    def hit(self, key: Key) -> Answer | None:
+        """The answer from a fresh entry, or None. No awaiting: the server calls it first."""
+        entry = self.cache.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now >= entry.fresh_until:
+            return None
+        if now >= entry.refresh_at and key not in self._inflight and \
+                now + (now - entry.last_read) + entry.lead >= entry.fresh_until:
+            self._start_fetch(key)
+        entry.last_read = now
+        return Answer(entry.body, HIT, int(now - entry.fetched_at))
+
     def _back_off(self, key: Key, stale: Entry) -> None:
         """Serve ``stale`` without asking AWS for a while, longer after each failure."""
         current = self.cache.get(key)
@@ -119,8 +129,8 @@ class Resolver:
                 self._clock() < current.retry_at:
             return  # replaced meanwhile, or another reader already backed off
         wait = min(FAILURE_BACKOFF_SECS * 2 ** current.failures, MAX_FAILURE_BACKOFF_SECS)
-        self.cache.put(key, replace(current, retry_at=self._clock() + wait,
-                                    failures=current.failures + 1))
+        current.retry_at = self._clock() + wait
+        current.failures += 1
 
     def _start_fetch(self, key: Key) -> asyncio.Task[Entry]:
         task = asyncio.get_running_loop().create_task(self._fetch_and_store(key))

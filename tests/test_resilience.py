@@ -137,7 +137,8 @@ def test_throttling_storm_serves_stale_then_recovers(start_daemon: StartDaemon, 
             break
         assert time.monotonic() < deadline, "the stale value was never replaced"
         time.sleep(0.1)
-    assert response.headers["X-Cache"] == "miss"
+    # Replaced: by this read, or by the one that ended the storm loop.
+    assert response.headers["X-Cache"] in ("miss", "hit")
     assert response.json()["Parameter"]["Value"] == "new"
 
 
@@ -243,8 +244,8 @@ async def test_flood_of_distinct_misses_stays_bounded(
     assert sum(statuses.values()) == 100_000
     assert all(400 <= status < 600 for status in statuses), statuses
     assert non_json == 0
-    # The bound this test states: the flood may not grow the daemon by more than 16 MB.
-    assert after - before < 16 * 1024, (before, after)
+    # The bound this test states: the flood may not grow the daemon by more than 10 MB.
+    assert after - before < 10 * 1024, (before, after)
     response = daemon.param(good)
     assert response.headers["X-Cache"] == "hit"
     assert response.json()["Parameter"]["Value"] == "still here"
