@@ -294,16 +294,23 @@ def report(results: dict[str, Any]) -> str:
               f"connections <= 5 ms: {p99} {check('above target', p99 <= TARGETS['p99_16_ms'])}"]
     cold = results.get("cold_start")
     if cold:
-        lines += ["", f"**Cold start** (unpacked Python layer, Python {cold['python']}, "
-                  f"median of {cold['runs']})", "", "| from exec to | ms | target |",
-                  "|---|---|---|",
-                  f"| register | {cold['exec_to_register_ms']} | <= 150 "
-                  f"{check('', cold['exec_to_register_ms'] <= TARGETS['register_ms'])} |",
-                  f"| listening | {cold['exec_to_listening_ms']} | <= 500 "
-                  f"{check('', cold['exec_to_listening_ms'] <= TARGETS['listening_ms'])} |",
-                  f"| first 200 (a miss) | {cold['exec_to_first_200_ms']} | |",
-                  f"| first hit after a prefetch of 100 | "
-                  f"{cold['exec_to_first_hit_after_prefetch_ms']} | |"]
+        binary = results.get("cold_start_binary")
+        extra = binary is not None
+        lines += ["", f"**Cold start** (unpacked layer under a fake Extensions API, median of "
+                  f"{cold['runs']}; Python layer on a bare Python {cold['python']}"
+                  + ("; the binary layer with no Python at all" if extra else "") + ")", "",
+                  "| from exec to | Python layer ms | target |"
+                  + (" binary layer ms |" if extra else ""),
+                  "|---|---|---|" + ("---|" if extra else "")]
+        for label, key, target in (
+                ("register", "exec_to_register_ms", TARGETS["register_ms"]),
+                ("listening", "exec_to_listening_ms", TARGETS["listening_ms"]),
+                ("first 200 (a miss)", "exec_to_first_200_ms", None),
+                ("first hit after a prefetch of 100", "exec_to_first_hit_after_prefetch_ms",
+                 None)):
+            goal = f"<= {target:g} {check('', cold[key] <= target)}" if target else ""
+            lines.append(f"| {label} | {cold[key]} | {goal} |"
+                         + (f" {binary[key]} |" if binary else ""))
     mem = results["memory"]
     lines += ["", "**Memory** (RSS of the daemon)", "", "| state | MB | target |", "|---|---|---|",
               f"| idle (clients created) | {mem['idle_mb']} | |",
@@ -355,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([sys.executable, str(REPO / "scripts" / "build_layer.py"), "--arch",
                             "x86_64"], check=True)
         results["cold_start"] = measure(layer, "3.12", 3 if args.quick else 10)
+        binary = REPO / "dist" / "parameters-secrets-sidecar-binary-x86_64.zip"
+        if binary.exists():  # built by scripts/build-layer --binary
+            results["cold_start_binary"] = measure(binary, "", 3 if args.quick else 10)
     print("bench: memory", flush=True)
     results["memory"] = memory(10_000 if args.quick else 100_000)
     print("bench: upstream economy", flush=True)

@@ -165,9 +165,13 @@ def one_run(launcher: Path, bin_dir: Path, aws_url: str, prefetch: str) -> dict[
 
 
 def measure(layer: Path, version: str, runs: int) -> dict[str, Any]:
+    """Medians for ``layer``: the Python layer under a bare ``version``, or the binary layer
+    (no Python at all on PATH)."""
     with tempfile.TemporaryDirectory() as tmp:
         opt = unpack(layer, Path(tmp) / "opt")
-        bin_dir = bare_python(version, Path(tmp))
+        binary = not (opt / "parameters-secrets-sidecar" / "bootstrap.py").exists()
+        bin_dir = Path(tmp) / "empty" if binary else bare_python(version, Path(tmp))
+        bin_dir.mkdir(exist_ok=True)
         aws_url = start_fake_aws(100)
         prefetch = ",".join(f"ssm:/bench/p{index}" for index in range(100))
         plain = [one_run(opt / LAUNCHER, bin_dir, aws_url, "") for _ in range(runs)]
@@ -177,7 +181,7 @@ def measure(layer: Path, version: str, runs: int) -> dict[str, Any]:
         return round(statistics.median(s[field] for s in samples) * 1000, 1)
 
     return {
-        "python": version, "runs": runs, "layer": layer.name,
+        "python": "none (binary)" if binary else version, "runs": runs, "layer": layer.name,
         "layer_mb": round(layer.stat().st_size / 1024 / 1024, 1),
         "exec_to_register_ms": median_ms(plain, "register"),
         "exec_to_listening_ms": median_ms(plain, "listening"),
@@ -193,7 +197,7 @@ def table(result: dict[str, Any]) -> str:
             ("exec → first 200 (a miss fetched from AWS)", "exec_to_first_200_ms"),
             ("exec → prefetch of 100 parameters done", "exec_to_prefetch_done_ms"),
             ("exec → first hit after prefetch", "exec_to_first_hit_after_prefetch_ms")]
-    lines = [f"Cold start, {result['layer']} ({result['layer_mb']} MB), Python "
+    lines = [f"Cold start, {result['layer']} ({result['layer_mb']} MB), Python: "
              f"{result['python']}, median of {result['runs']}", "",
              "| measure | ms |", "|---|---|"]
     lines += [f"| {label} | {result[key]} |" for label, key in rows]

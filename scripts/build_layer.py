@@ -200,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated CPython minor versions (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "dist")
     parser.add_argument("--work", type=Path, default=REPO / "build")
+    parser.add_argument("--binary", action="store_true",
+                        help="build the self-contained binary layer instead (x86_64 only)")
     args = parser.parse_args(argv)
+    if args.binary:
+        from build_binary import build as build_binary
+
+        build_binary(args.out.resolve(), args.work.resolve())
+        return 0
     versions = tuple(v.strip() for v in args.python_versions.split(",") if v.strip())
     arches = list(ARCHES) if args.arch == "all" else [args.arch]
     for arch in arches:

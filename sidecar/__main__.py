@@ -54,6 +54,20 @@ def standalone(demo: bool) -> int:
     return 0
 
 
+def healthcheck() -> int:
+    import http.client
+
+    port = os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "").strip() or "2773"
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=2)
+        conn.request("GET", "/ping")
+        healthy = conn.getresponse().read() == b"healthy"
+    except (OSError, ValueError, http.client.HTTPException):
+        healthy = False
+    print("healthy" if healthy else "unhealthy")
+    return 0 if healthy else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="parameters-secrets-sidecar",
@@ -61,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--demo", action="store_true",
                         help="start an embedded fake AWS with sample data and print curl lines")
+    parser.add_argument("--healthcheck", action="store_true",
+                        help="exit 0 if a daemon answers /ping on the configured port, else 1 "
+                             "(for container HEALTHCHECKs; needs no curl)")
     parser.add_argument("--version", action="version", version=__version__)
     args = parser.parse_args(argv)
+    if args.healthcheck:
+        return healthcheck()
     if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
         from sidecar.extension import run_extension
 

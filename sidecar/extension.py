@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -105,9 +106,20 @@ def _fail_init(api: ExtensionsApi, reason: str, message: str) -> None:
         logs.fatal_line(f"could not report the init error to Lambda: {exc}")
 
 
+def extension_name() -> str:
+    """The launcher's file name: Lambda registers each extension under it."""
+    configured = os.environ.get(NAME_VARIABLE)
+    if configured:
+        return configured
+    if getattr(sys, "frozen", False):  # the self-contained binary is its own launcher
+        path = os.environ.get("STATICX_PROG_PATH") or sys.argv[0]
+        return os.path.basename(path) or NAME
+    return NAME
+
+
 def run_extension() -> int:
     started = time.monotonic()
-    name = os.environ.get(NAME_VARIABLE) or NAME
+    name = extension_name()
     api = ExtensionsApi(os.environ["AWS_LAMBDA_RUNTIME_API"], name)
     try:
         settings, warnings = config.load()

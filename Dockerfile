@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+#
+# Stage "builder": every artifact, built reproducibly on Amazon Linux 2023 (build on an arm64
+# machine for the arm64 binary): the Python layer zips for both architectures and the
+# self-contained binary layer for the builder's own.
+#   docker build --target artifacts --output type=local,dest=dist .
+# Final stage: a small image running the daemon as a sidecar.
+#   docker build -t parameters-secrets-sidecar .
+
+FROM public.ecr.aws/amazonlinux/amazonlinux:2023 AS builder
+ARG PYTHON_VERSIONS=3.11,3.12,3.13
+# Versions come from the pinned AL2023 release of the base image; the Python packages are
+# pinned by constraints.txt.
+# hadolint ignore=DL3041
+RUN dnf install -y --setopt=install_weak_deps=False \
+        python3.11 python3.11-pip python3.11-devel python3.12 python3.13 \
+        binutils gcc findutils \
+    && dnf clean all
+WORKDIR /src
+COPY pyproject.toml constraints.txt ./
+COPY sidecar ./sidecar
+COPY layer ./layer
+COPY scripts ./scripts
+RUN python3.11 -m venv /venv \
+    && /venv/bin/pip install --no-cache-dir -c constraints.txt aiohttp aiobotocore cachetools uvloop
+ENV BINARY_BUILD_PYTHON=/usr/bin/python3.11
+RUN /venv/bin/python scripts/build_layer.py --arch all --python-versions "$PYTHON_VERSIONS" \
+    && /venv/bin/python scripts/build_layer.py --binary
+
+FROM scratch AS artifacts
+COPY --from=builder /src/dist/ /
+
+FROM public.ecr.aws/amazonlinux/amazonlinux:2023-minimal AS sidecar
+COPY --from=builder /src/dist/parameters-secrets-sidecar /usr/local/bin/parameters-secrets-sidecar
+# The token: AWS_TOKEN=<value>, or AWS_TOKEN=file:///run/secrets/<file> for a mounted secret.
+# It listens on 127.0.0.1 only: the application container must share this network namespace
+# (a Kubernetes pod; an ECS task in awsvpc mode).
+# A port number: "SECRETS" is in the variable's name, not in its value.
+# hadolint ignore=DL3064
+ENV PARAMETERS_SECRETS_EXTENSION_HTTP_PORT=2773
+USER 10001:10001
+EXPOSE 2773
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/parameters-secrets-sidecar", "--healthcheck"]
+ENTRYPOINT ["/usr/local/bin/parameters-secrets-sidecar"]

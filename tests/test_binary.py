@@ -1,0 +1,134 @@
+"""The self-contained binary: no Python on the host, and an older glibc than it was built on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAKE_CREDS, REGION, Aws
+from tests.support.lambda_api import FakeExtensionsApi
+from tests.support.process import REPO, Daemon, Process, clean_env, free_port
+from tests.support.proxy import FaultProxy
+
+NAME = "parameters-secrets-sidecar"
+ROOTFS_CACHE = Path.home() / ".cache" / NAME / "rootfs-bullseye"
+
+
+@pytest.fixture(scope="session")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if platform.machine() != "x86_64":
+        pytest.skip("the binary is built for x86_64 only")
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("building the binary needs Debian's /usr/bin/python3")
+    out = tmp_path_factory.mktemp("binary")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "build_layer.py"), "--binary",
+                    "--out", str(out), "--work", str(REPO / "build")], check=True)
+    return out / NAME
+
+
+def run_as_extension(argv: list[str], launcher_name: str, home: Path, proxy: FaultProxy,
+                     aws: Aws, unique: str, cwd: Path) -> None:
+    """Start ``argv`` under a fake Extensions API; read a value; SHUTDOWN; exit 0."""
+    name = f"/{unique}/binary"
+    aws.ssm.put_parameter(Name=name, Type="String", Value="from the binary")
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port).start()
+    env = clean_env(home, {
+        "PATH": "/nonexistent", "AWS_LAMBDA_RUNTIME_API": api.address,
+        "AWS_ENDPOINT_URL": proxy.url, "AWS_REGION": REGION, "AWS_TOKEN": "binary-token",
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port), **FAKE_CREDS,
+    })
+    env.pop("PYTHONPATH", None)
+    daemon = Daemon.attach(Process(argv, env, cwd=cwd), "binary-token", port)
+    try:
+        daemon.wait_ready(timeout=60)
+        assert api.registrations[0].name == launcher_name
+        assert api.registrations[0].port_open is True
+        response = daemon.param(name)
+        assert response.status_code == 200
+        assert response.json()["Parameter"]["Value"] == "from the binary"
+        api.shutdown()
+        assert daemon.finish() == 0
+    finally:
+        daemon.kill()
+        api.stop()
+
+
+def test_binary_runs_without_python(binary: Path, tmp_path: Path, home: Path,
+                                    proxy: FaultProxy, aws: Aws, unique: str) -> None:
+    extensions = tmp_path / "opt" / "extensions"
+    extensions.mkdir(parents=True)
+    launcher = extensions / NAME
+    shutil.copy2(binary, launcher)
+    run_as_extension([str(launcher)], NAME, home, proxy, aws, unique, tmp_path)
+
+
+def test_binary_registers_under_its_file_name(binary: Path, tmp_path: Path, home: Path,
+                                              proxy: FaultProxy, aws: Aws, unique: str) -> None:
+    renamed = tmp_path / "my-secrets-cache"
+    shutil.copy2(binary, renamed)
+    run_as_extension([str(renamed)], "my-secrets-cache", home, proxy, aws, unique, tmp_path)
+
+
+def _apt_mirror() -> list[str]:
+    """The Debian mirror this machine's apt uses (none: debootstrap's own default)."""
+    sources = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.sources")]
+    for source in sources:
+        text = source.read_text() if source.exists() else ""
+        found = re.search(r"^URIs:\s*(\S+/debian)\s*$", text, re.MULTILINE) or \
+            re.search(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+/debian)\s", text, re.MULTILINE)
+        if found:
+            return [found.group(1)]
+    return []
+
+
+@pytest.fixture(scope="session")
+def old_rootfs() -> Iterator[Path]:
+    """A Debian bullseye (glibc 2.31) minbase tree with /proc mounted; built once per machine."""
+    if os.geteuid() != 0:
+        pytest.skip("building and entering a chroot needs root")
+    if not (ROOTFS_CACHE / ".complete").exists():
+        if not shutil.which("debootstrap"):
+            subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"],
+                           capture_output=True, check=False)
+        if not shutil.which("debootstrap"):
+            pytest.skip("debootstrap is not installed and could not be installed")
+        shutil.rmtree(ROOTFS_CACHE, ignore_errors=True)
+        ROOTFS_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        built = subprocess.run(["debootstrap", "--variant=minbase", "bullseye",
+                                str(ROOTFS_CACHE), *_apt_mirror()],
+                               capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            pytest.skip("could not build a bullseye tree (no network to Debian's packages?): "
+                        + built.stdout[-300:])
+        (ROOTFS_CACHE / ".complete").touch()
+    proc = ROOTFS_CACHE / "proc"
+    mounted = subprocess.run(["mount", "-t", "proc", "proc", str(proc)],
+                             capture_output=True, check=False).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount /proc in the chroot")
+    try:
+        yield ROOTFS_CACHE
+    finally:
+        subprocess.run(["umount", "-l", str(proc)], check=False)
+
+
+@pytest.mark.slow
+def test_binary_runs_on_glibc_2_31(binary: Path, old_rootfs: Path, home: Path,
+                                   proxy: FaultProxy, aws: Aws, unique: str) -> None:
+    libc = sorted(old_rootfs.glob("lib/x86_64-linux-gnu/libc-*.so"))
+    assert libc and "2.31" in libc[0].name, libc  # older than this machine's
+    target = old_rootfs / "opt" / "extensions" / NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(binary, target)
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    run_as_extension([chroot, str(old_rootfs), f"/opt/extensions/{NAME}"], NAME, home, proxy,
+                     aws, unique, old_rootfs)
