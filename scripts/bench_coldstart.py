@@ -80,7 +80,8 @@ def start_fake_aws(parameters: int) -> str:
         "ssm", region_name="us-east-1", endpoint_url=url, aws_access_key_id="x",
         aws_secret_access_key="x")
     for index in range(parameters):
-        ssm.put_parameter(Name=f"/bench/p{index}", Type="String", Value="v" * 300)
+        ssm.put_parameter(Name=f"/bench/p{index}", Type="String", Value="v" * 300,
+                          Overwrite=True)  # moto keeps state per process, across servers
     return url
 
 

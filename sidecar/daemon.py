@@ -16,7 +16,7 @@ from aiohttp import web
 from sidecar import logs
 from sidecar.config import Settings
 from sidecar.resolver import Resolver
-from sidecar.server import Api, build_app
+from sidecar.server import Api, build_server
 from sidecar.upstream import Upstream
 
 # SPEC: exit within 2 s of SIGTERM; Lambda gives external extensions 2 s minus the runtime's
@@ -37,8 +37,7 @@ class Daemon:
         self.upstream = Upstream(settings)
         self.resolver = Resolver(settings, self.upstream)
         self.api = Api(settings.token, self.resolver)
-        self._runner = web.AppRunner(build_app(self.api), access_log=None,
-                                     shutdown_timeout=DRAIN_SECS)
+        self._runner = web.ServerRunner(build_server(self.api), shutdown_timeout=DRAIN_SECS)
         self._warmup: asyncio.Task[None] | None = None
 
     async def start(self, sock: socket.socket) -> None:

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import hypothesis  # noqa: F401  (see below)
 import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support.process import Daemon, clean_env, free_port
 from tests.support.proxy import FaultProxy
 
+# hypothesis is imported here, at collection, whatever tests are selected: its pytest plugin
+# otherwise imports it at the very end of the run, where CPython 3.11.7's compiler trips over
+# its own recursion counter ("AST constructor recursion depth mismatch") and fails the run.
 REGION = "us-east-1"
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access lines add only noise
 FAKE_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
+from aiohttp.test_utils import RawTestServer, TestClient
 
 from sidecar.config import Settings
 from sidecar.resolver import Resolver
-from sidecar.server import Api, build_app
+from sidecar.server import Api
 from sidecar.upstream import TOTAL_ATTEMPTS, Upstream
 from tests.conftest import Aws, StartDaemon
 from tests.support.process import Daemon, RawResponse, free_port
@@ -182,7 +183,8 @@ async def test_reads_during_shutdown_are_503() -> None:
     settings = Settings(token="t", token_source="test", region="us-east-1")
     api = Api(settings.token, Resolver(settings, Upstream(settings)))
     api.shutting_down = True
-    async with TestClient(TestServer(build_app(api))) as client:
+    client: TestClient[web.BaseRequest, None]
+    async with TestClient(RawTestServer(api.handle)) as client:
         response = await client.get("/systemsmanager/parameters/get?name=/a",
                                     headers={"X-Aws-Parameters-Secrets-Token": "t"})
         assert response.status == 503

@@ -50,6 +50,7 @@ class FakeExtensionsApi:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._identifier = str(uuid.uuid4())
+        self._polls: set[asyncio.Transport] = set()
         self.address = ""
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self.registered = threading.Event()
@@ -63,9 +64,16 @@ class FakeExtensionsApi:
         """Close the listener and every connection (a pending long-poll sees it drop)."""
         if not self._loop.is_running():
             return
-        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
         future.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _close(self) -> None:
+        # Pending long-polls are cut first: a connection left open after the loop stops
+        # would hang its client for ever, which is not what "the API went away" means.
+        for transport in list(self._polls):
+            transport.abort()
+        await self._runner.cleanup()
 
     def send(self, event: dict[str, Any]) -> None:
         """Queue an event for the extension's next ``event/next``."""
@@ -146,6 +154,8 @@ class FakeExtensionsApi:
             return self._client_error("missing or unknown extension identifier",
                                       "Extension.MissingExtensionIdentifier")
         self.next_calls += 1
+        if isinstance(request.transport, asyncio.Transport):
+            self._polls.add(request.transport)
         if self.fail_next_with is not None:
             return web.json_response({"errorMessage": "injected", "errorType": "Fault"},
                                      status=self.fail_next_with)
