@@ -25,14 +25,13 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
-from build_layer import interpreters  # noqa: E402
+from build_layer import bare_python, unpack  # noqa: E402
 
 from tests.support.lambda_api import FakeExtensionsApi  # noqa: E402
 
@@ -46,23 +45,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def unpack(layer: Path, where: Path) -> Path:
-    with zipfile.ZipFile(layer) as archive:
-        for info in archive.infolist():
-            archive.extract(info, where)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                (where / info.filename).chmod(mode)
-    return where
-
-
-def bare_python(version: str, where: Path) -> Path:
-    for interpreter in interpreters(version):
-        venv = where / f"bare{version}"
-        if subprocess.run([interpreter, "-m", "venv", "--without-pip", str(venv)],
-                          capture_output=True, check=False).returncode == 0:
-            return venv / "bin"
-    raise SystemExit(f"bench-coldstart: no CPython {version} here (try --python 3.11)")
+def bare_python_or_exit(version: str, where: Path) -> Path:
+    found = bare_python(version, where)
+    if found is None:
+        raise SystemExit(f"bench-coldstart: no CPython {version} here (try --python 3.11)")
+    return found
 
 
 def start_fake_aws(parameters: int) -> str:
@@ -171,7 +158,7 @@ def measure(layer: Path, version: str, runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         opt = unpack(layer, Path(tmp) / "opt")
         binary = not (opt / "parameters-secrets-sidecar" / "bootstrap.py").exists()
-        bin_dir = Path(tmp) / "empty" if binary else bare_python(version, Path(tmp))
+        bin_dir = Path(tmp) / "empty" if binary else bare_python_or_exit(version, Path(tmp))
         bin_dir.mkdir(exist_ok=True)
         aws_url = start_fake_aws(100)
         prefetch = ",".join(f"ssm:/bench/p{index}" for index in range(100))

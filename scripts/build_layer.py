@@ -45,6 +45,29 @@ def interpreters(version: str) -> list[str]:
     return [candidate for candidate in found if candidate and os.access(candidate, os.X_OK)]
 
 
+def bare_python(version: str, where: Path) -> Path | None:
+    """The bin directory of a venv of CPython ``version`` with nothing installed in it (so the
+    project and its dependencies are not importable), or None where there is no such Python."""
+    for interpreter in interpreters(version):
+        venv = where / f"bare{version}"
+        made = subprocess.run([interpreter, "-m", "venv", "--without-pip", str(venv)],
+                              capture_output=True, check=False)
+        if made.returncode == 0:
+            return venv / "bin"
+    return None
+
+
+def unpack(layer: Path, where: Path) -> Path:
+    """Unzip ``layer`` as Lambda does, keeping the executable bits."""
+    with zipfile.ZipFile(layer) as archive:
+        for info in archive.infolist():
+            archive.extract(info, where)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                (where / info.filename).chmod(mode)
+    return where
+
+
 def python_for(version: str) -> str:
     """An interpreter of ``version`` to compile .pyc files with."""
     for found in interpreters(version):

@@ -19,22 +19,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-REPO = Path(__file__).resolve().parents[1]
-TOKEN = "fleet-token"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import REPO, TOKEN, TOKEN_HEADER, FakeAws, daemon_env, free_port
+
 MODES: dict[str, dict[str, str]] = {
     "caching off": {"PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED": "false"},
     "AWS-extension-like": {"PARAMETERS_SECRETS_EXTENSION_COALESCE": "false",
@@ -42,56 +40,6 @@ MODES: dict[str, dict[str, str]] = {
                            "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS": "0"},
     "ours": {},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class QuotaUpstream:
-    """A fake SSM GetParameter that throttles beyond ``quota`` calls per second."""
-
-    quota: float
-    calls: int = 0
-    throttled: int = 0
-    tokens: float = 0.0
-    last: float = field(default_factory=time.monotonic)
-
-    def _take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.quota, self.tokens + (now - self.last) * self.quota)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.calls += 1
-        if not self._take():
-            self.throttled += 1
-            return web.Response(status=400, content_type="application/x-amz-json-1.1",
-                                text='{"__type":"ThrottlingException","message":"Rate exceeded"}')
-        name = body.get("Name", "")
-        parameter = {"Name": name, "Type": "String", "Value": "v" * 100, "Version": 1,
-                     "LastModifiedDate": 1700000000.0, "DataType": "text",
-                     "ARN": f"arn:aws:ssm:us-east-1:123456789012:parameter{name}"}
-        return web.Response(content_type="application/x-amz-json-1.1",
-                            text=json.dumps({"Parameter": parameter}))
-
-    async def start(self) -> tuple[web.AppRunner, str]:
-        self.tokens = self.quota
-        app = web.Application()
-        app.router.add_post("/", self.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner, f"http://127.0.0.1:{port}"
 
 
 async def wait_ready(port: int, deadline: float) -> None:
@@ -108,30 +56,25 @@ async def wait_ready(port: int, deadline: float) -> None:
 
 
 async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    upstream = QuotaUpstream(args.quota)
+    upstream = FakeAws(value_size=100, quota=args.quota)
     runner, url = await upstream.start()
     ports = [free_port() for _ in range(args.daemons)]
-    env_base = {"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", "AWS_ENDPOINT_URL": url,
-                "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-                "AWS_TOKEN": TOKEN, "AWS_EC2_METADATA_DISABLED": "true",
-                "SSM_PARAMETER_STORE_TTL": str(args.ttl),
-                "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "error", **MODES[mode]}
+    settings = {"SSM_PARAMETER_STORE_TTL": str(args.ttl), **MODES[mode]}
     daemons = [subprocess.Popen(
         [sys.executable, "-m", "sidecar"], cwd=REPO, stdout=subprocess.DEVNULL,
-        env={**env_base, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port)}) for port in ports]
+        env=daemon_env(url, port, **settings)) for port in ports]
     outcomes: Counter[str] = Counter()
     try:
         deadline = time.monotonic() + 30
         await asyncio.gather(*(wait_ready(port, deadline) for port in ports))
-        upstream.calls = upstream.throttled = 0
-        upstream.tokens = upstream.quota
+        upstream.reset()
         keys = [f"/fleet/key{index}" for index in range(args.keys)]
         started = time.monotonic()
         end = started + args.seconds
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                         headers={"X-Aws-Parameters-Secrets-Token": TOKEN}) as s:
+                                         headers={TOKEN_HEADER: TOKEN}) as s:
             async def client(port: int, seed: int) -> None:
                 rng = random.Random(seed)
                 interval = 1.0 / args.rate
@@ -162,9 +105,10 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             daemon.wait(10)
         await runner.cleanup()
     reads = outcomes["ok"] + outcomes["error"]
+    calls = sum(upstream.calls.values())
     return {"mode": mode, "reads": reads, "client_errors": outcomes["error"],
-            "upstream_calls": upstream.calls, "throttled": upstream.throttled,
-            "upstream_calls_per_s": round(upstream.calls / elapsed, 1),
+            "upstream_calls": calls, "throttled": upstream.throttled,
+            "upstream_calls_per_s": round(calls / elapsed, 1),
             "error_rate": round(outcomes["error"] / reads, 4) if reads else 0.0}
 
 

@@ -55,6 +55,7 @@ def test_defaults_match_the_aws_extension() -> None:
     ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1000", "secrets_timeout_ms", 1000),
     ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD", "0.5", "refresh_ahead", 0.5),
     ("PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS", "0", "stale_if_error_secs", 0),
+    ("PARAMETERS_SECRETS_EXTENSION_COALESCE", "false", "coalesce", False),
     ("AWS_REGION", "eu-west-1", "region", "eu-west-1"),
 ])
 def test_valid_values(variable: str, value: str, field: str, expected: object) -> None:
@@ -101,6 +102,7 @@ def test_large_ttl_is_clamped_with_a_warning() -> None:
     ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD", "1.5", "0 to 1"),
     ("PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS", "-1", "0 to 604800"),
     ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "s3:bucket", "ssm:"),
+    ("PARAMETERS_SECRETS_EXTENSION_COALESCE", "no", "true or false"),
 ])
 def test_invalid_values_name_variable_value_and_range(variable: str, value: str,
                                                       allowed: str) -> None:

@@ -17,7 +17,7 @@ from tests.support.process import REPO, Daemon, Process, clean_env, free_port
 from tests.support.proxy import FaultProxy
 
 sys.path.insert(0, str(REPO / "scripts"))
-from build_layer import interpreters
+from build_layer import bare_python, unpack
 
 LAUNCHER = "extensions/parameters-secrets-sidecar"
 
@@ -34,13 +34,7 @@ def layer_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def opt(layer_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The zip unpacked as Lambda does, then made read-only."""
-    root = tmp_path_factory.mktemp("opt")
-    with zipfile.ZipFile(layer_zip) as archive:
-        for info in archive.infolist():
-            archive.extract(info, root)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode:
-                (root / info.filename).chmod(mode)
+    root = unpack(layer_zip, tmp_path_factory.mktemp("opt"))
     paths = sorted(root.rglob("*"), reverse=True)
     for path in paths:
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
@@ -52,17 +46,6 @@ def opt(layer_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in root.rglob("*")}
-
-
-def bare_python(version: str, where: Path) -> Path | None:
-    """A venv with nothing installed: the project and its dependencies are not importable."""
-    for interpreter in interpreters(version):
-        venv = where / f"bare{version}"
-        made = subprocess.run([interpreter, "-m", "venv", "--without-pip", str(venv)],
-                              capture_output=True, check=False)
-        if made.returncode == 0:
-            return venv / "bin"
-    return None
 
 
 def test_layer_has_the_documented_layout(layer_zip: Path) -> None:
