@@ -15,7 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support.process import Daemon, clean_env, free_port
-from tests.support.proxy import FaultProxy
+from tests.support.proxy import FaultProxy, Rule
 
 # hypothesis is imported here, at collection, whatever tests are selected: its pytest plugin
 # otherwise imports it at the very end of the run, where CPython 3.11.7's compiler trips over
@@ -45,6 +45,15 @@ def moto_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def proxy(moto_url: str) -> FaultProxy:
     return FaultProxy(moto_url).start()
+
+
+@pytest.fixture
+def rules(proxy: FaultProxy) -> Iterator[list[Rule]]:
+    """Fault rules a test adds to the shared proxy; all removed when the test ends."""
+    added: list[Rule] = []
+    yield added
+    for rule in added:
+        proxy.remove(rule)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 from aiohttp import web
@@ -29,14 +27,6 @@ def assert_error(response: requests.Response | RawResponse, status: int,
     return body  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def rule(proxy: FaultProxy) -> Iterator[list[Rule]]:
-    added: list[Rule] = []
-    yield added
-    for item in added:
-        proxy.remove(item)
-
-
 def test_upstream_not_found_errors_pass_through(shared_daemon: Daemon, aws: Aws,
                                                 unique: str) -> None:
     body = assert_error(shared_daemon.param(f"/{unique}/missing"), 400, "ParameterNotFound")
@@ -48,42 +38,42 @@ def test_upstream_not_found_errors_pass_through(shared_daemon: Daemon, aws: Aws,
 
 
 def test_other_upstream_codes_keep_their_code(shared_daemon: Daemon, proxy: FaultProxy,
-                                              rule: list[Rule], unique: str) -> None:
-    rule.append(proxy.add(Rule(match=unique, kind="error", status=403,
+                                              rules: list[Rule], unique: str) -> None:
+    rules.append(proxy.add(Rule(match=unique, kind="error", status=403,
                                code="AccessDeniedException")))
     body = assert_error(shared_daemon.param(f"/{unique}/denied"), 400, "AccessDeniedException")
     assert "AccessDeniedException" in body["message"]
     assert proxy.count(f"/{unique}/denied") == 1  # not retried
 
 
-def test_throttling_after_retries(shared_daemon: Daemon, proxy: FaultProxy, rule: list[Rule],
+def test_throttling_after_retries(shared_daemon: Daemon, proxy: FaultProxy, rules: list[Rule],
                                   unique: str) -> None:
-    rule.append(proxy.add(Rule(match=unique, kind="throttle")))
+    rules.append(proxy.add(Rule(match=unique, kind="throttle")))
     name = f"/{unique}/busy"
     assert_error(shared_daemon.param(name), 400, "ThrottlingException")
     assert proxy.count(name) == TOTAL_ATTEMPTS
 
 
-def test_upstream_5xx_after_retries(shared_daemon: Daemon, proxy: FaultProxy, rule: list[Rule],
+def test_upstream_5xx_after_retries(shared_daemon: Daemon, proxy: FaultProxy, rules: list[Rule],
                                     unique: str) -> None:
-    rule.append(proxy.add(Rule(match=unique, kind="error500")))
+    rules.append(proxy.add(Rule(match=unique, kind="error500")))
     name = f"{unique}/broken"
     assert_error(shared_daemon.secret(name), 500, "InternalServerError")
     assert proxy.count(name) == TOTAL_ATTEMPTS
 
 
-def test_upstream_timeout_is_504(start_daemon: StartDaemon, proxy: FaultProxy, rule: list[Rule],
+def test_upstream_timeout_is_504(start_daemon: StartDaemon, proxy: FaultProxy, rules: list[Rule],
                                  unique: str) -> None:
-    rule.append(proxy.add(Rule(match=unique, kind="delay", seconds=5)))
+    rules.append(proxy.add(Rule(match=unique, kind="delay", seconds=5)))
     daemon = start_daemon(SSM_PARAMETER_STORE_TIMEOUT_MILLIS="400",
                           SECRETS_MANAGER_TIMEOUT_MILLIS="400")
     assert_error(daemon.param(f"/{unique}/slow"), 504, "UpstreamTimeout")
     assert_error(daemon.secret(f"{unique}/slow"), 504, "UpstreamTimeout")
 
 
-def test_dropped_connection_is_502(shared_daemon: Daemon, proxy: FaultProxy, rule: list[Rule],
+def test_dropped_connection_is_502(shared_daemon: Daemon, proxy: FaultProxy, rules: list[Rule],
                                    unique: str) -> None:
-    rule.append(proxy.add(Rule(match=unique, kind="drop")))
+    rules.append(proxy.add(Rule(match=unique, kind="drop")))
     assert_error(shared_daemon.param(f"/{unique}/dropped"), 502, "UpstreamUnavailable")
 
 

@@ -6,7 +6,6 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -16,14 +15,6 @@ from sidecar.upstream import TOTAL_ATTEMPTS
 from tests.conftest import Aws, StartDaemon
 from tests.support.process import TOKEN_HEADER, Daemon
 from tests.support.proxy import FaultProxy, Rule
-
-
-@pytest.fixture
-def rules(proxy: FaultProxy) -> Iterator[list[Rule]]:
-    added: list[Rule] = []
-    yield added
-    for rule in added:
-        proxy.remove(rule)
 
 
 def _url(daemon: Daemon, name: str) -> str:
