@@ -122,7 +122,6 @@ class Upstream:
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._ready: asyncio.Future[None] | None = None
-        self.calls: dict[str, int] = {}
 
     def _config(self, timeout_ms: int) -> AioConfig:
         timeouts: dict[str, float] = {}
@@ -164,7 +163,6 @@ class Upstream:
 
     async def _call(self, service: str, api: str, label: str, **kwargs: Any) -> dict[str, Any]:
         client = await self._client(service)
-        self.calls[api] = self.calls.get(api, 0) + 1
         started = time.perf_counter()
         outcome = "ok"
         try:
