@@ -39,7 +39,8 @@ def standalone(demo: bool) -> int:
         logs.warn(warning)
     logs.info("starting", version=__version__, **settings.describe())
 
-    from sidecar.daemon import bind, run_standalone
+    from sidecar.daemon import run_standalone
+    from sidecar.listener import bind
     from sidecar.runloop import run
 
     try:

@@ -24,13 +24,6 @@ from sidecar.upstream import Upstream
 DRAIN_SECS = 1.2
 
 
-def bind(port: int) -> socket.socket:
-    """The listening socket, on the loopback address only (never all interfaces)."""
-    sock = socket.create_server(("127.0.0.1", port), backlog=1024)
-    sock.setblocking(False)
-    return sock
-
-
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

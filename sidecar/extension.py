@@ -12,12 +12,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import sys
 import time
 from typing import Any
 
 from sidecar import NAME, config, logs
+from sidecar.listener import bind
 
 API_VERSION = "2020-01-01"
 NAME_VARIABLE = "PARAMETERS_SECRETS_SIDECAR_EXTENSION_NAME"  # set by the layer's launcher
@@ -127,7 +127,7 @@ def run_extension() -> int:
         _fail_init(api, "ConfigInvalid", str(exc))
         return 2
     try:
-        sock = socket.create_server(("127.0.0.1", settings.port), backlog=1024)
+        sock = bind(settings.port)
     except OSError as exc:
         _fail_init(api, "ListenFailed", f"cannot listen on 127.0.0.1:{settings.port} "
                                         f"(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT): {exc.strerror}")
@@ -148,5 +148,4 @@ def run_extension() -> int:
     from sidecar.lambda_loop import serve_lambda
     from sidecar.runloop import run
 
-    sock.setblocking(False)
     return run(serve_lambda(settings, sock, api))
