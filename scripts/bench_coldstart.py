@@ -105,9 +105,38 @@ class Output:
         raise RuntimeError(f"{needle!r} never appeared:\n" + "".join(x for _, x in self.lines))
 
 
+# A trivial function's runtime: start, then say INIT is done (``invocation/next``).
+RUNTIME = ("import os, urllib.request; urllib.request.urlopen('http://' + "
+           "os.environ['AWS_LAMBDA_RUNTIME_API'] + '/2018-06-01/runtime/invocation/next')")
+
+
+def start_runtime(api: FakeExtensionsApi) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-S", "-c", RUNTIME],
+                            env={"AWS_LAMBDA_RUNTIME_API": api.address, "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def runtime_only_run() -> float:
+    """INIT of the trivial function with no extension: until its runtime says it is ready."""
+    api = FakeExtensionsApi(runtime_ready_at_start=False).start()
+    started = time.monotonic()
+    runtime = start_runtime(api)
+    try:
+        deadline = time.monotonic() + 30
+        while api.runtime_ready_at is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the runtime never called invocation/next")
+            time.sleep(0.0005)
+        return api.runtime_ready_at - started
+    finally:
+        runtime.kill()
+        runtime.wait()
+        api.stop()
+
+
 def one_run(launcher: Path, bin_dir: Path, aws_url: str, prefetch: str) -> dict[str, float]:
     port = free_port()
-    api = FakeExtensionsApi().start()
+    api = FakeExtensionsApi(runtime_ready_at_start=False).start()
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": tempfile.gettempdir(),
         "AWS_LAMBDA_RUNTIME_API": api.address, "AWS_ENDPOINT_URL": aws_url,
@@ -120,9 +149,14 @@ def one_run(launcher: Path, bin_dir: Path, aws_url: str, prefetch: str) -> dict[
     started = time.monotonic()
     process = subprocess.Popen([str(launcher)], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    runtime = start_runtime(api)
     output = Output(process.stdout)
     result: dict[str, float] = {}
     try:
+        if not api.init_ended.wait(30):
+            raise RuntimeError("INIT never ended")
+        assert api.init_ended_at is not None
+        result["init"] = api.init_ended_at - started
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -148,6 +182,8 @@ def one_run(launcher: Path, bin_dir: Path, aws_url: str, prefetch: str) -> dict[
     finally:
         if process.poll() is None:
             process.kill()
+        runtime.kill()
+        runtime.wait()
         api.stop()
     return result
 
@@ -162,7 +198,11 @@ def measure(layer: Path, version: str, runs: int) -> dict[str, Any]:
         bin_dir.mkdir(exist_ok=True)
         aws_url = start_fake_aws(100)
         prefetch = ",".join(f"ssm:/bench/p{index}" for index in range(100))
-        plain = [one_run(opt / LAUNCHER, bin_dir, aws_url, "") for _ in range(runs)]
+        plain: list[dict[str, float]] = []
+        alone: list[float] = []
+        for _ in range(runs):  # interleaved, so both see the same machine
+            alone.append(runtime_only_run())
+            plain.append(one_run(opt / LAUNCHER, bin_dir, aws_url, ""))
         warm = [one_run(opt / LAUNCHER, bin_dir, aws_url, prefetch) for _ in range(runs)]
 
     def median_ms(samples: list[dict[str, float]], field: str) -> float:
@@ -171,6 +211,10 @@ def measure(layer: Path, version: str, runs: int) -> dict[str, Any]:
     return {
         "python": "none (binary)" if binary else version, "runs": runs, "layer": layer.name,
         "layer_mb": round(layer.stat().st_size / 1024 / 1024, 1),
+        "init_without_extension_ms": round(statistics.median(alone) * 1000, 1),
+        "init_with_extension_ms": median_ms(plain, "init"),
+        "init_added_ms": round((statistics.median(s["init"] for s in plain)
+                                - statistics.median(alone)) * 1000, 1),
         "exec_to_register_ms": median_ms(plain, "register"),
         "exec_to_listening_ms": median_ms(plain, "listening"),
         "exec_to_first_200_ms": median_ms(plain, "first_200"),
@@ -180,7 +224,10 @@ def measure(layer: Path, version: str, runs: int) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    rows = [("exec → register", "exec_to_register_ms"),
+    rows = [("INIT of a trivial function, no extension", "init_without_extension_ms"),
+            ("INIT of the same function with the layer", "init_with_extension_ms"),
+            ("**INIT added by the extension**", "init_added_ms"),
+            ("exec → register", "exec_to_register_ms"),
             ("exec → listening", "exec_to_listening_ms"),
             ("exec → first 200 (a miss fetched from AWS)", "exec_to_first_200_ms"),
             ("exec → prefetch of 100 parameters done", "exec_to_prefetch_done_ms"),

@@ -68,14 +68,25 @@ def unpack(layer: Path, where: Path) -> Path:
     return where
 
 
+def available_versions() -> tuple[str, ...]:
+    """The supported CPython versions this machine has an interpreter for."""
+    return tuple(version for version in VERSIONS if _working_interpreter(version))
+
+
+def _working_interpreter(version: str) -> str | None:
+    for found in interpreters(version):
+        check = subprocess.run([found, "-c", "import sys; print(sys.version[:4])"],
+                               capture_output=True, text=True, check=False)
+        if check.returncode == 0 and check.stdout.strip().startswith(version):
+            return found
+    return None
+
+
 def python_for(version: str) -> str:
     """An interpreter of ``version`` to compile .pyc files with."""
-    for found in interpreters(version):
-        if found:
-            check = subprocess.run([found, "-c", "import sys; print(sys.version[:4])"],
-                                   capture_output=True, text=True, check=False)
-            if check.returncode == 0 and check.stdout.strip().startswith(version):
-                return found
+    found = _working_interpreter(version)
+    if found:
+        return found
     raise SystemExit(f"build-layer: python{version} is needed to compile its .pyc files; "
                      f"install it or leave {version} out with --python-versions")
 

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from sidecar import __version__, config, logs
+from sidecar import __version__, config, hardening, logs
 
 
 def _check_region(settings: config.Settings) -> None:
@@ -37,7 +37,7 @@ def standalone(demo: bool) -> int:
     logs.setup(settings.log_level, settings.log_format)
     for warning in warnings:
         logs.warn(warning)
-    logs.info("starting", version=__version__, **settings.describe())
+    logs.info("starting", version=__version__, **settings.describe(), **hardening.state())
 
     from sidecar.daemon import run_standalone
     from sidecar.listener import bind
@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.healthcheck:
         return healthcheck()
+    from sidecar.hardening import harden
+
+    missed = harden()  # before any secret can be in memory
+    if missed:
+        print(f"[parameters-secrets-sidecar] WARN could not apply: {', '.join(missed)}",
+              flush=True)
     if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
         from sidecar.extension import run_extension
 

@@ -7,8 +7,10 @@ bodies, recency updated on every read); the item bound is enforced on top of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from cachetools import Cache as _PlainCache
 from cachetools import LRUCache
 
 from sidecar.key import Key
@@ -33,18 +35,47 @@ class Entry:
     # After a failed refetch: until when the stale body is served without asking AWS again.
     retry_at: float = 0.0
     failures: int = 0
+    # The generation of the fetch that produced this entry: a fetch that started earlier never
+    # replaces it (see the resolver).
+    stamp: int = 0
+    # When a refresh-ahead of this entry started (0: none): while it runs late, readers get
+    # this body as stale rather than wait for AWS.
+    refresh_started: float = 0.0
 
 
 def _body_size(entry: Entry) -> int:
     return len(entry.body)
 
 
-class Cache:
-    """Least-recently-*read* eviction once either bound is passed."""
+class _EvictingLru(LRUCache[Key, Entry]):
+    """cachetools' LRU, telling its owner which key it evicts (by bytes or by count)."""
 
-    def __init__(self, max_items: int, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, on_evict: Callable[[Key, str], None]) -> None:
+        super().__init__(maxsize=max_bytes, getsizeof=_body_size)
+        self.on_evict = on_evict
+        self.cause = "bytes"
+
+    def popitem(self) -> tuple[Key, Entry]:
+        key, entry = super().popitem()
+        self.on_evict(key, self.cause)
+        return key, entry
+
+
+def _ignore(key: Key, cause: str) -> None:
+    pass
+
+
+class Cache:
+    """Least-recently-*read* eviction once either bound is passed.
+
+    ``on_evict(key, cause)`` is told of every eviction (``cause`` is ``bytes`` or ``items``),
+    never of an explicit ``drop``.
+    """
+
+    def __init__(self, max_items: int, max_bytes: int,
+                 on_evict: Callable[[Key, str], None] = _ignore) -> None:
         self.max_items = max_items
-        self._lru: LRUCache[Key, Entry] = LRUCache(maxsize=max_bytes, getsizeof=_body_size)
+        self._lru = _EvictingLru(max_bytes, on_evict)
 
     def get(self, key: Key) -> Entry | None:
         """The entry, fresh or not, marking it most recently used."""
@@ -57,13 +88,26 @@ class Cache:
         if self.max_items <= 0:
             return
         try:
+            self._lru.cause = "bytes"
             self._lru[key] = entry
         except ValueError:
             # A single body larger than the whole byte budget: serve it, never cache it.
             self._lru.pop(key, None)
             return
+        self._lru.cause = "items"
         while len(self._lru) > self.max_items:
             self._lru.popitem()
+
+    def peek(self, key: Key) -> Entry | None:
+        """The entry without marking it used (for bookkeeping, not for serving)."""
+        try:
+            entry: Entry = _PlainCache.__getitem__(self._lru, key)
+        except KeyError:
+            return None
+        return entry
+
+    def entries(self) -> Iterator[Entry]:
+        return iter(list(self._lru.values()))
 
     def drop(self, key: Key) -> None:
         self._lru.pop(key, None)
@@ -73,6 +117,10 @@ class Cache:
 
     def __contains__(self, key: object) -> bool:
         return key in self._lru
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self._lru.maxsize)
 
     @property
     def bytes_held(self) -> int:

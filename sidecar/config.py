@@ -24,6 +24,17 @@ MAX_TIMEOUT_MILLIS = 600_000
 MAX_CONNECTIONS = 1000
 MAX_STALE_IF_ERROR_SECS = 7 * 86400
 DEFAULT_STALE_IF_ERROR_SECS = 3600
+MAX_TOKEN_FILE_BYTES = 4096
+DEFAULT_INBOUND_CONNECTIONS = 800  # as the Secrets Manager Agent's max_conn
+MAX_INBOUND_CONNECTIONS = 10_000
+DEFAULT_SHUTDOWN_GRACE_SECS = 5
+MAX_SHUTDOWN_GRACE_SECS = 3600
+PREFETCH_WAIT_CHOICES = ("auto", "true", "false")
+DEFAULT_PREFETCH_WAIT_MILLIS = 2000
+MAX_PREFETCH_WAIT_MILLIS = 60_000
+# Where INIT is off the request path, holding INIT for prefetch costs users nothing.
+INIT_OFF_REQUEST_PATH = ("provisioned-concurrency", "snap-start")
+MANAGED_INSTANCES = "lambda-managed-instances"
 
 
 class ConfigError(Exception):
@@ -50,6 +61,15 @@ class Settings:
     coalesce: bool = True
     prefetch: tuple[PrefetchItem, ...] = ()
     region: str | None = None
+    token_file: str | None = None
+    max_inbound_connections: int = DEFAULT_INBOUND_CONNECTIONS
+    shutdown_grace_secs: int = DEFAULT_SHUTDOWN_GRACE_SECS
+    initialization_type: str = ""
+    prefetch_wait: bool = False
+    prefetch_wait_ms: int = DEFAULT_PREFETCH_WAIT_MILLIS
+
+    def managed_instances(self) -> bool:
+        return self.initialization_type == MANAGED_INSTANCES
 
     def caching_on(self) -> bool:
         """True when the cache can hold anything at all."""
@@ -71,6 +91,9 @@ class Settings:
             "stale_if_error_secs": self.stale_if_error_secs,
             "coalesce": self.coalesce,
             "prefetch_items": len(self.prefetch),
+            "prefetch_wait_ms": self.prefetch_wait_ms if self.prefetch_wait else 0,
+            "max_inbound_connections": self.max_inbound_connections,
+            "shutdown_grace_secs": self.shutdown_grace_secs,
             "log_level": self.log_level,
             "log_format": self.log_format,
             "region": self.region or "(botocore default)",
@@ -165,25 +188,45 @@ def _log_level(env: Mapping[str, str]) -> str:
     return mapped.get(lambda_level, "info")
 
 
+def read_token_file(path: Path, variable: str) -> str:
+    """A token file's contents, stripped of surrounding whitespace; at most 4 KiB."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+        value = data.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{variable} names the token file {str(path)!r}, which cannot be read "
+            f"({type(exc).__name__})"
+        ) from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(f"{variable} names the token file {str(path)!r}, which is larger than "
+                          f"{MAX_TOKEN_FILE_BYTES} bytes")
+    if not value:
+        raise ConfigError(f"{variable} names the token file {str(path)!r}, which is empty")
+    return value
+
+
 def read_token(env: Mapping[str, str]) -> tuple[str, str]:
     """The auth token and the variable it came from; ``file://<path>`` means the file's contents."""
+    token, source, _ = _token(env)
+    return token, source
+
+
+def _token(env: Mapping[str, str]) -> tuple[str, str, str | None]:
     for name in TOKEN_VARIABLES:
         raw = env.get(name)
         if not raw:
             continue
         if raw.startswith("file://"):
-            path = Path(raw[len("file://"):])
-            try:
-                value = path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(
-                    f"{name} names the token file {str(path)!r}, which cannot be read "
-                    f"({type(exc).__name__})"
-                ) from None
-            if not value:
-                raise ConfigError(f"{name} names the token file {str(path)!r}, which is empty")
-            return value, f"{name} (file)"
-        return raw, name
+            path = raw[len("file://"):]
+            return read_token_file(Path(path), name), f"{name} (file)", path
+        if raw != raw.strip():
+            # Such a token could never be sent back in a header (HTTP strips it): refuse now
+            # rather than start a daemon nobody can authenticate to.
+            raise ConfigError(f"{name} has leading or trailing whitespace; a token cannot, "
+                              "since HTTP strips it from header values")
+        return raw, name, None
     raise ConfigError(
         "no auth token: set one of " + ", ".join(TOKEN_VARIABLES)
         + " (a value of file://<path> reads the token from that file)"
@@ -197,7 +240,10 @@ def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
     """
     env = os.environ if env is None else env
     warnings: list[str] = []
-    token, token_source = read_token(env)
+    token, token_source, token_file = _token(env)
+    initialization_type = env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "").strip().lower()
+    wait_choice = _choice(env, "PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT", "auto",
+                          PREFETCH_WAIT_CHOICES)
     shared_ttl = env.get("PARAMETERS_SECRETS_EXTENSION_TTL_SECS")
     prefetch_raw = env.get("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "")
     try:
@@ -229,4 +275,16 @@ def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
         coalesce=_bool(env, "PARAMETERS_SECRETS_EXTENSION_COALESCE", True),
         prefetch=prefetch,
         region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None),
+        token_file=token_file,
+        max_inbound_connections=_int(
+            env, "PARAMETERS_SECRETS_EXTENSION_MAX_INBOUND_CONNECTIONS",
+            DEFAULT_INBOUND_CONNECTIONS, 1, MAX_INBOUND_CONNECTIONS,
+        ),
+        shutdown_grace_secs=_int(env, "PARAMETERS_SECRETS_EXTENSION_SHUTDOWN_GRACE_SECS",
+                                 DEFAULT_SHUTDOWN_GRACE_SECS, 0, MAX_SHUTDOWN_GRACE_SECS),
+        initialization_type=initialization_type,
+        prefetch_wait=(wait_choice == "true" or (
+            wait_choice == "auto" and initialization_type in INIT_OFF_REQUEST_PATH)),
+        prefetch_wait_ms=_int(env, "PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT_MILLIS",
+                              DEFAULT_PREFETCH_WAIT_MILLIS, 0, MAX_PREFETCH_WAIT_MILLIS),
     ), warnings

@@ -17,11 +17,13 @@ from sidecar import logs
 from sidecar.config import Settings
 from sidecar.resolver import Resolver
 from sidecar.server import Api, build_server
+from sidecar.token import TokenSource
 from sidecar.upstream import Upstream
 
-# SPEC: exit within 2 s of SIGTERM; Lambda gives external extensions 2 s minus the runtime's
-# 300 ms. In-flight reads get this long to finish before they are cut.
+# SPEC: exit within 2 s of the grace period's end; Lambda gives external extensions 2 s minus
+# the runtime's 300 ms. In-flight reads get this long to finish before they are cut.
 DRAIN_SECS = 1.2
+DRAIN_POLL_SECS = 0.01
 
 
 class Daemon:
@@ -29,44 +31,75 @@ class Daemon:
         self.settings = settings
         self.upstream = Upstream(settings)
         self.resolver = Resolver(settings, self.upstream)
-        self.api = Api(settings.token, self.resolver)
-        self._runner = web.ServerRunner(build_server(self.api), shutdown_timeout=DRAIN_SECS)
+        self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver)
+        self.server = build_server(self.api, settings.max_inbound_connections)
+        self._runner = web.ServerRunner(self.server, shutdown_timeout=DRAIN_SECS)
         self._warmup: asyncio.Task[None] | None = None
+        self.prefetched: asyncio.Future[None] | None = None
+        self.failure: BaseException | None = None
 
     async def start(self, sock: socket.socket) -> None:
-        """Serve on ``sock`` at once; create AWS clients and prefetch in the background."""
+        """Serve on ``sock`` at once; create AWS clients and prefetch in the background.
+
+        Prefetched keys are claimed before the first request is served, so that an early read
+        of one joins its batch instead of making a call of its own.
+        """
+        loop = asyncio.get_running_loop()
+        if self.settings.prefetch:
+            self.prefetched = self.resolver.begin_prefetch(self.settings.prefetch)
+        else:
+            self.prefetched = loop.create_future()
+            self.prefetched.set_result(None)
+        self._warmup = loop.create_task(self._warm_up())
         await self._runner.setup()
         await web.SockSite(self._runner, sock, shutdown_timeout=DRAIN_SECS).start()
-        self._warmup = asyncio.get_running_loop().create_task(self._warm_up())
 
     async def _warm_up(self) -> None:
         try:
             await self.upstream.start()
         except Exception as exc:
-            # Readers get the reason as a 500 each; the daemon keeps serving /ping and stays up.
+            # Readers get the reason as a 500 each; the daemon keeps serving /ping.
+            self.failure = exc
             logs.error("AWS clients could not be created", error=type(exc).__name__)
             return
         # Everything loaded so far (modules, botocore's models) lives as long as the process:
         # keep it out of the garbage collector's passes, which otherwise walk it again and again
         # under load (a quarter of the hit path's time).
         gc.freeze()
-        if self.settings.prefetch:
-            await self.resolver.prefetch(self.settings.prefetch)
 
-    async def stop(self) -> None:
-        """Refuse new reads, let in-flight ones finish (bounded), close the AWS clients."""
+    async def ready(self) -> None:
+        """Wait until the AWS clients exist; raises what stopped them."""
+        if self._warmup is not None:
+            await asyncio.shield(self._warmup)
+        if self.failure is not None:
+            raise self.failure
+
+    async def stop(self, drain_secs: float = DRAIN_SECS) -> None:
+        """Answer new reads 503, let in-flight ones finish (bounded), close the AWS clients."""
         self.api.shutting_down = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_secs
+        while self.server.busy_connections() and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_SECS)
         if self._warmup is not None and not self._warmup.done():
             self._warmup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._warmup
+        if self.prefetched is not None and not self.prefetched.done():
+            self.prefetched.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.prefetched
         await self._runner.cleanup()
         await self.resolver.close()
         await self.upstream.close()
 
 
 async def run_standalone(settings: Settings, sock: socket.socket) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and return."""
+    """Serve until SIGTERM or SIGINT; keep serving for the grace period; then drain and return.
+
+    The grace period is for the application beside the sidecar, which gets the same signal
+    and may still read secrets while it shuts down. A second signal ends the grace at once.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -75,6 +108,12 @@ async def run_standalone(settings: Settings, sock: socket.socket) -> None:
     await daemon.start(sock)
     logs.info("ready", address=f"127.0.0.1:{settings.port}", mode="standalone")
     await stop.wait()
+    if settings.shutdown_grace_secs:
+        logs.info("shutting down after the grace period", reason="signal",
+                  grace_secs=settings.shutdown_grace_secs)
+        stop.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.shutdown_grace_secs)
     logs.info("shutting down", reason="signal")
     await daemon.stop()
     logs.info("stopped")

@@ -24,8 +24,8 @@ def start_fake_aws() -> str:
         from moto.server import ThreadedMotoServer
     except ImportError:
         raise SystemExit(
-            "[parameters-secrets-sidecar] ERROR demo mode needs moto: "
-            "pip install 'parameters-secrets-sidecar[demo]'"
+            "[parameters-secrets-sidecar] ERROR demo mode needs moto: run 'bash scripts/demo' "
+            "from a clone (it installs it), or pip install 'moto[server,ssm,secretsmanager]'"
         ) from None
     import logging
 
@@ -94,5 +94,6 @@ def banner(port: int) -> str:
     lines = ["", "Demo mode: a fake AWS (moto) with sample data is running inside this process.",
              "Paste any of these (X-Cache and Age show the cache at work):", ""]
     lines += [f"  {line}" for line in curl_lines(port)]
-    lines += ["", "Stop with Ctrl-C.", ""]
+    lines += ["", "The README's code snippets read the token from AWS_TOKEN; in their shell first:",
+              "", f"  export AWS_TOKEN={DEMO_TOKEN}", "", "Stop with Ctrl-C.", ""]
     return "\n".join(lines)

@@ -1,10 +1,15 @@
 """Lambda mode: the Extensions API lifecycle (SPEC section 6). Knows nothing about caching.
 
-Lambda starts the function's runtime only after every extension has registered, so the time from
-exec to the register call is added to every cold start. Hence the order: read config, bind the
-listener, register, and only then import aiohttp/aiobotocore and start serving on the socket that
-was already listening (a client that connects meanwhile waits instead of being refused). Until
-register, only the standard library and the stdlib-only config module are loaded.
+Lambda ends INIT only when the runtime and every extension have called ``event/next``, and it
+bills that time on every cold start. So: read config, bind the listener, register, and call
+``event/next`` at once from a thread (``EventPump``), before aiohttp and aiobotocore are even
+imported. Serving comes up meanwhile on the socket that was already listening (a client that
+connects early waits in the listen queue instead of being refused). INVOKE events are
+acknowledged at once by the pump's next call, so an invoke never waits for the extension.
+
+Where INIT is off the request path (provisioned concurrency, SnapStart) and a prefetch list is
+set, the first ``event/next`` waits for the prefetch instead, bounded, so the first invoke's
+reads are hits.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import http.client
 import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from sidecar import NAME, config, logs
+from sidecar import NAME, config, hardening, logs
 from sidecar.listener import bind
 
 API_VERSION = "2020-01-01"
@@ -35,6 +42,7 @@ class ExtensionsApi:
         self._host, self._port = (host, int(port)) if host and port.isdigit() else (address, 80)
         self.name = name
         self.identifier: str | None = None
+        self.events: list[str] = []
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None,
@@ -61,10 +69,23 @@ class ExtensionsApi:
             raise ExtensionsApiError(f"{path}: HTTP {status} {_error_type(data)}")
         return status, answer, data
 
-    def register(self) -> dict[str, Any]:
+    def register(self, managed_instances: bool = False) -> dict[str, Any]:
+        """Register for INVOKE and SHUTDOWN; SHUTDOWN only in Lambda Managed Instances, which
+        refuse INVOKE to external extensions (and if a register is refused for that reason
+        anyway, register again without it)."""
+        events = ["SHUTDOWN"] if managed_instances else ["INVOKE", "SHUTDOWN"]
+        try:
+            return self._register(events)
+        except ExtensionsApiError as exc:
+            if "INVOKE" in events and "InvalidEventType" in str(exc):
+                self.events = ["SHUTDOWN"]
+                return self._register(["SHUTDOWN"])
+            raise
+
+    def _register(self, events: list[str]) -> dict[str, Any]:
+        self.events = events
         _, headers, data = self._request(
-            "POST", "register", {"events": ["INVOKE", "SHUTDOWN"]},
-            {"Lambda-Extension-Name": self.name},
+            "POST", "register", {"events": events}, {"Lambda-Extension-Name": self.name},
         )
         identifier = headers.get("lambda-extension-identifier")
         if not identifier:
@@ -93,6 +114,78 @@ def _json(data: bytes) -> dict[str, Any]:
 
 def _error_type(data: bytes) -> str:
     return str(_json(data).get("errorType", ""))[:100]
+
+
+MAX_MALFORMED_EVENTS = 5
+
+Event = dict[str, Any]
+
+
+class EventPump:
+    """Calls ``event/next`` from a daemon thread, for ever: INVOKEs are acknowledged at once by
+    the next call; SHUTDOWN, or a failure of the API, is handed to ``on_end`` (set by the
+    async side when it is ready; kept until then). Empty or malformed answers are retried with
+    a growing pause and end the pump after a few, so the loop never spins.
+    """
+
+    def __init__(self, api: ExtensionsApi,
+                 on_invoke: Callable[[Event], None] | None = None) -> None:
+        self._api = api
+        self._on_invoke = on_invoke
+        self._lock = threading.Lock()
+        self._end: tuple[str, Any] | None = None
+        self._on_end: Callable[[str, Any], None] | None = None
+        self.invokes = 0
+        self.events_seen = 0
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            threading.Thread(target=self._run, name="event-next", daemon=True).start()
+
+    def on_end(self, callback: Callable[[str, Any], None]) -> None:
+        with self._lock:
+            self._on_end = callback
+            end = self._end
+        if end is not None:
+            callback(*end)
+
+    def _finish(self, kind: str, detail: Any) -> None:
+        with self._lock:
+            self._end = (kind, detail)
+            callback = self._on_end
+        if callback is not None:
+            callback(kind, detail)
+
+    def _run(self) -> None:
+        malformed = 0
+        while True:
+            try:
+                event = self._api.next_event()
+            except ExtensionsApiError as exc:
+                self._finish("error", str(exc))
+                return
+            self.events_seen += 1
+            kind = str(event.get("eventType", "")).upper()
+            if kind == "SHUTDOWN":
+                self._finish("shutdown", event)
+                return
+            if kind == "INVOKE":
+                malformed = 0
+                self.invokes += 1
+                if self._on_invoke is not None:
+                    try:
+                        self._on_invoke(event)
+                    except Exception as exc:  # a hook must never stop the acknowledgements
+                        logs.error("invoke hook failed", error=type(exc).__name__)
+                continue
+            malformed += 1
+            logs.warn("unexpected answer from event/next", event_type=kind[:40] or "(none)")
+            if malformed >= MAX_MALFORMED_EVENTS:
+                self._finish("malformed", f"{malformed} malformed events in a row")
+                return
+            time.sleep(min(0.05 * 2 ** malformed, 1.0))
 
 
 def _fail_init(api: ExtensionsApi, reason: str, message: str) -> None:
@@ -133,19 +226,36 @@ def run_extension() -> int:
                                         f"(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT): {exc.strerror}")
         return 1
     try:
-        api.register()
+        api.register(settings.managed_instances())
     except ExtensionsApiError as exc:
         logs.fatal_line(f"could not register with the Lambda Extensions API: {exc}")
         return 1
     registered_ms = round((time.monotonic() - started) * 1000, 1)
-
     logs.setup(settings.log_level, settings.log_format)
+    pump = EventPump(api)
+    hold = settings.prefetch_wait and bool(settings.prefetch)
+    if not hold:
+        pump.start()  # INIT is done, as far as this extension is concerned
     for warning in warnings:
         logs.warn(warning)
     logs.info("starting", mode="lambda", extension=name, register_ms=registered_ms,
-              **settings.describe())
+              events=",".join(api.events), init_type=settings.initialization_type or "unknown",
+              **settings.describe(), **hardening.state())
+    try:
+        from sidecar.lambda_loop import serve_lambda
+        from sidecar.runloop import run
 
-    from sidecar.lambda_loop import serve_lambda
-    from sidecar.runloop import run
+        return run(serve_lambda(settings, sock, api, pump))
+    except Exception as exc:
+        report_failure(api, pump, f"the extension failed: {type(exc).__name__}")
+        return 1
 
-    return run(serve_lambda(settings, sock, api))
+
+def report_failure(api: ExtensionsApi, pump: EventPump, message: str) -> None:
+    """``init/error`` while Lambda has not sent this extension an event, else ``exit/error``."""
+    phase = "exit" if pump.events_seen else "init"
+    logs.fatal_line(message)
+    try:
+        api.report(phase, "Crash" if phase == "exit" else "InitFailed", message)
+    except ExtensionsApiError as exc:
+        logs.fatal_line(f"could not report the {phase} error to Lambda: {exc}")

@@ -1,75 +1,90 @@
-"""The Lambda event loop: serve, wait for events, shut down before the deadline.
+"""The Lambda side of serving: start the daemon, wait for SHUTDOWN (or a signal), drain in time.
 
-Imported by ``extension`` only after the register call, because it pulls in aiohttp and
-aiobotocore.
+Imported by ``extension`` only after the register call (and, usually, after the first
+``event/next``), because it pulls in aiohttp and aiobotocore.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import socket
 import time
+from typing import Any
 
 from sidecar import logs
 from sidecar.config import Settings
 from sidecar.daemon import Daemon
-from sidecar.extension import ExtensionsApi, ExtensionsApiError
+from sidecar.extension import EventPump, ExtensionsApi, report_failure
 
 # Leave this much of the SHUTDOWN deadline for the process to exit after draining.
 EXIT_MARGIN_SECS = 0.15
+# Without a deadline (a signal, a lost API): SIGTERM must end the process within 1 s.
+SIGNAL_BUDGET_SECS = 0.7
 
 
 async def _shutdown(daemon: Daemon, deadline_ms: object) -> None:
-    budget = 1.8
-    if isinstance(deadline_ms, int | float):
+    budget = SIGNAL_BUDGET_SECS
+    if isinstance(deadline_ms, int | float) and not isinstance(deadline_ms, bool):
         budget = deadline_ms / 1000 - time.time() - EXIT_MARGIN_SECS
+    budget = max(0.05, budget)
     try:
-        await asyncio.wait_for(daemon.stop(), timeout=max(0.05, budget))
+        await asyncio.wait_for(daemon.stop(drain_secs=budget * 0.7), timeout=budget)
     except TimeoutError:
         logs.warn("shutdown deadline reached before draining finished")
 
 
-async def serve_lambda(settings: Settings, sock: socket.socket, api: ExtensionsApi) -> int:
+async def serve_lambda(settings: Settings, sock: socket.socket, api: ExtensionsApi,
+                       pump: EventPump) -> int:
     """Serve on the pre-bound socket until SHUTDOWN; the exit code is the return value."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[tuple[str, Any]] = loop.create_future()
+
+    def settle(kind: str, detail: Any) -> None:
+        if not ended.done():
+            ended.set_result((kind, detail))
+
+    def end(kind: str, detail: Any) -> None:
+        loop.call_soon_threadsafe(settle, kind, detail)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, end, "signal", None)
     daemon = Daemon(settings)
     await daemon.start(sock)
     logs.info("ready", address=f"127.0.0.1:{settings.port}", mode="lambda")
-    loop = asyncio.get_running_loop()
-    terminated = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, terminated.set)
-    invokes = 0
     try:
-        while True:
-            next_event = asyncio.ensure_future(asyncio.to_thread(api.next_event))
-            signalled = asyncio.ensure_future(terminated.wait())
-            done, _ = await asyncio.wait({next_event, signalled},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if signalled in done:
-                logs.info("shutting down", reason="signal")
-                await _shutdown(daemon, None)
-                return 0
-            signalled.cancel()
-            event = next_event.result()
-            kind = str(event.get("eventType", "")).upper()
-            if kind == "SHUTDOWN":
-                logs.info("shutting down", reason=str(event.get("shutdownReason", "")).lower(),
-                          invokes=invokes)
-                await _shutdown(daemon, event.get("deadlineMs"))
-                logs.info("stopped")
-                return 0
-            invokes += 1
-            logs.debug("event", type=kind or "unknown", request_id=event.get("requestId", ""))
-    except ExtensionsApiError as exc:
-        # A 5xx or a lost connection means the environment is going away: exit, never spin.
-        logs.error("the Lambda Extensions API failed; exiting", error=str(exc))
-        await _shutdown(daemon, None)
-        return 1
+        await daemon.ready()
     except Exception as exc:
-        logs.error("the extension failed; exiting", error=type(exc).__name__)
-        with contextlib.suppress(ExtensionsApiError):
-            api.report("exit", "Crash", f"extension failed: {type(exc).__name__}")
+        report_failure(api, pump, f"AWS clients could not be created: {type(exc).__name__}")
         await _shutdown(daemon, None)
         return 1
+    if not pump.started:
+        # INIT is off the request path here: let prefetch land first, bounded.
+        assert daemon.prefetched is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(daemon.prefetched),
+                                   settings.prefetch_wait_ms / 1000)
+        except TimeoutError:
+            logs.warn("prefetch still running at the end of its INIT wait; INIT ends now",
+                      wait_ms=settings.prefetch_wait_ms)
+        pump.start()
+    pump.on_end(end)
+    kind, detail = await ended
+    if kind == "shutdown":
+        logs.info("shutting down", reason=str(detail.get("shutdownReason", "")).lower(),
+                  invokes=pump.invokes)
+        await _shutdown(daemon, detail.get("deadlineMs"))
+        logs.info("stopped")
+        return 0
+    if kind == "signal":
+        logs.info("shutting down", reason="signal")
+        await _shutdown(daemon, None)
+        return 0
+    if kind == "malformed":
+        report_failure(api, pump, f"event/next gave {detail}")
+        await _shutdown(daemon, None)
+        return 1
+    # A 5xx or a lost connection means the environment is going away: exit, never spin.
+    logs.error("the Lambda Extensions API failed; exiting", error=str(detail))
+    await _shutdown(daemon, None)
+    return 1

@@ -17,6 +17,12 @@ MAX_SELECTOR_CHARS = 256
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRUE_FALSE = {"true": True, "1": True, "false": False, "0": False}
+# AWS's documented rules, checked here so that a client mistake is a 400 naming the key before
+# any AWS call (botocore's own validation would otherwise surface as a 500).
+_LABEL = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+_LABEL_RESERVED = re.compile(r"(?i)^(aws|ssm|[0-9])")
+_VERSION_ID = re.compile(r"[\x21-\x7e]{32,64}")
+MAX_VERSION_DIGITS = 19  # a signed 64-bit number
 
 PARAMETER_KEYS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"})
 SECRET_KEYS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"})
@@ -111,13 +117,20 @@ def parameter_read(pairs: list[tuple[str, str]]) -> Read:
     for selector in found:
         if selector == "version":
             version = found["version"]
-            if not version.isascii() or not version.isdigit() or int(version) < 1:
+            if not version.isascii() or not version.isdigit() or int(version) < 1 \
+                    or len(version) > MAX_VERSION_DIGITS:
                 raise bad_request(
                     "InvalidParameterValue", "query parameter 'version' must be a positive integer"
                 )
             break
         if selector == "label":
             label = found["label"]
+            if not _LABEL.fullmatch(label) or _LABEL_RESERVED.match(label):
+                raise bad_request(
+                    "InvalidParameterValue",
+                    "query parameter 'label' must be 1-100 letters, digits, '.', '-' or '_', "
+                    "not starting with a digit, 'aws' or 'ssm'",
+                )
             break
     key = Key(SSM, name, version=version, label=label,
               with_decryption=_flag(found, "withDecryption"))
@@ -125,6 +138,11 @@ def parameter_read(pairs: list[tuple[str, str]]) -> Read:
 
 
 def _secret_read(secret_id: str, found: dict[str, str]) -> Read:
+    version_id = found.get("versionId")
+    if version_id is not None and not _VERSION_ID.fullmatch(version_id):
+        raise bad_request("InvalidParameterValue",
+                          "query parameter 'versionId' must be 32-64 printable characters "
+                          "without spaces")
     key = Key(SECRETS, secret_id, version_id=found.get("versionId"),
               version_stage=found.get("versionStage"))
     return Read(key, _flag(found, "refreshNow"))

@@ -1,22 +1,26 @@
-"""The cache policy in one place: fresh hit, miss, refresh, coalescing, stale-if-error, prefetch.
+"""The cache policy in one place: fresh hit, miss, refresh, coalescing, stale serving, prefetch.
 
 Knows the cache and upstream; knows nothing of HTTP.
 
 - A fresh entry is a hit. Past ``refresh_ahead`` of its life, a read also refreshes it in the
   background when the next read is likely to come too late to do so (judged by the gap since
-  the previous read and the time a fetch takes): readers of a busy key never wait for AWS, and
-  a busy key is refreshed just before it expires rather than at 80% of its life, which would
-  cost a quarter more AWS calls.
-- A miss joins the key's in-flight fetch if there is one: any number of concurrent readers of a
-  key make one upstream call, and all get its answer (value or error).
-- Distinct fetches per service are capped by a semaphore (``MAX_CONNECTIONS``): a flood of
-  distinct misses queues instead of opening sockets without bound.
-- A refetch that fails for a transient reason serves the expired entry (``stale``) for up to
-  ``STALE_IF_ERROR_SECS`` past expiry; a definite answer (not found, denied) drops it. After a
-  failure, the key is not tried again for a backoff (1 s, doubling up to 8 s): meanwhile its
-  readers get the stale body at once instead of each waiting out AWS's retries.
+  the previous read and the time a fetch takes). If that refresh lands late (AWS slowed down),
+  readers after expiry get the current body as ``stale`` until it lands: they never wait.
+- A miss joins the key's in-flight fetch if there is one, a prefetch batch included: any number
+  of concurrent readers of a key make one upstream call, and all get its answer.
+- **Generations.** Every fetch takes a stamp when it starts; an entry remembers its fetch's
+  stamp. A result is stored only if it started after the entry it would replace and after the
+  key was last dropped (a definite error, an eviction). So a late refresh never puts back a
+  rotated value, a deleted parameter, or a key evicted meanwhile.
+- Distinct fetches per service are capped by a semaphore (``MAX_CONNECTIONS``).
+- A refetch that fails for a transient reason keeps the entry and serves it (``stale``) for up
+  to ``STALE_IF_ERROR_SECS`` past expiry; a definite answer (not found, denied) drops it. After
+  a failure the key backs off (1 s, doubling up to 8 s); when the back-off runs out, the retry
+  runs in the background while readers keep getting the stale body.
 - Each entry's lifetime is shortened by a random 0-10% so that fleets started together do not
   refresh in lockstep.
+- A jump between the wall clock and the monotonic clock (a SnapStart restore, a resumed VM)
+  ends the freshness of every entry fetched before it (checked on every hit: one clock read).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import NamedTuple
@@ -40,6 +45,9 @@ TTL_JITTER = 0.1
 MIN_REFRESH_LEAD_SECS = 0.05
 FAILURE_BACKOFF_SECS = 1.0
 MAX_FAILURE_BACKOFF_SECS = 8.0
+# Wall clock minus monotonic clock moving by more than this means the process was frozen and
+# thawed (SnapStart restore) or the machine slept: entries from before are no longer fresh.
+RESTORE_JUMP_SECS = 2.0
 
 HIT, MISS, STALE, BYPASS = "hit", "miss", "stale", "bypass"
 
@@ -50,6 +58,10 @@ class Answer(NamedTuple):
     age: int
 
 
+class _NotInBatch(Exception):
+    """A prefetch batch did not return this key: a reader that joined fetches it itself."""
+
+
 class Resolver:
     def __init__(
         self,
@@ -57,25 +69,32 @@ class Resolver:
         upstream: Upstream,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._upstream = upstream
         self._clock = clock
         self._jitter = jitter
+        self._wall = wall
+        self._wall_offset = wall() - clock()
         self.cache = Cache(settings.cache_items if settings.caching_on() else 0,
-                           settings.cache_bytes)
+                           settings.cache_bytes, on_evict=self._evicted)
         self._ttl = {SSM: settings.ssm_ttl, SECRETS: settings.secrets_ttl}
         self._timeout = {SSM: settings.ssm_timeout_ms / 1000,
                          SECRETS: settings.secrets_timeout_ms / 1000}
         self._slots = {SSM: asyncio.Semaphore(settings.max_connections),
                        SECRETS: asyncio.Semaphore(settings.max_connections)}
-        self._inflight: dict[Key, asyncio.Task[Entry]] = {}
+        self._inflight: dict[Key, asyncio.Future[Entry]] = {}
+        self._stamp = 0
+        self._running: Counter[Key] = Counter()  # fetches in progress, per key
+        self._dropped: dict[Key, int] = {}  # last drop's stamp, while fetches of the key run
         ahead = settings.refresh_ahead
         self._refresh_ahead = ahead if 0.0 < ahead < 1.0 else None
 
     def caches(self, key: Key) -> bool:
         return self._settings.caching_on() and self._ttl[key.service] > 0
 
+    # -- reading ------------------------------------------------------------------------------
     async def read(self, key: Key, refresh_now: bool = False) -> Answer:
         if not self.caches(key):
             return Answer(await self._fetch(key), MISS, 0)
@@ -87,26 +106,31 @@ class Resolver:
         if hit is not None:
             return hit
         now = self._clock()
-        entry: Entry | None = self.cache.get(key)
+        entry = self.cache.get(key)
         if entry is not None:
             if now >= entry.keep_until:
                 self.cache.drop(key)
                 entry = None
-            elif now < entry.retry_at:
+            elif self._serves_stale(key, entry, now):
                 return Answer(entry.body, STALE, int(now - entry.fetched_at))
-        try:
-            if self._settings.coalesce:
-                # No local name for the task: its exception's traceback holds this frame, and
-                # a frame holding the task would make a cycle only the slow GC pass frees.
-                fresh = await asyncio.shield(self._inflight.get(key) or self._start_fetch(key))
-            else:  # every reader its own call: only to compare with caches that work so
-                fresh = await self._fetch_and_store(key)
-        except ApiError as exc:
-            if exc.transient and entry is not None and self._clock() < entry.keep_until:
-                self._back_off(key, entry)
-                return Answer(entry.body, STALE, int(self._clock() - entry.fetched_at))
-            raise
-        return Answer(fresh.body, MISS, int(self._clock() - fresh.fetched_at))
+        while True:
+            try:
+                if self._settings.coalesce:
+                    # No local name for the future: its exception's traceback holds this
+                    # frame, and a frame holding it would make a cycle only the slow GC frees.
+                    fresh = await asyncio.shield(self._inflight.get(key) or self._start_fetch(key))
+                else:  # every reader its own call: only to compare with caches that work so
+                    fresh = await self._fetch_and_store(key)
+            except _NotInBatch:
+                continue  # the prefetch batch did not have it: fetch it on its own
+            except ApiError as exc:
+                # Stale only if the entry is still the one cached: a definite answer that
+                # dropped it meanwhile is final.
+                if exc.transient and entry is not None and self.cache.peek(key) is entry \
+                        and self._clock() < entry.keep_until:
+                    return Answer(entry.body, STALE, int(self._clock() - entry.fetched_at))
+                raise
+            return Answer(fresh.body, MISS, int(self._clock() - fresh.fetched_at))
 
     def hit(self, key: Key) -> Answer | None:
         """The answer from a fresh entry, or None. No awaiting: the server calls it first."""
@@ -116,21 +140,91 @@ class Resolver:
         now = self._clock()
         if now >= entry.fresh_until:
             return None
-        if now >= entry.refresh_at and key not in self._inflight and \
+        if abs(self._wall() - now - self._wall_offset) > RESTORE_JUMP_SECS:
+            self._restored(now)
+            return None
+        if now >= entry.refresh_at and key not in self._inflight and now >= entry.retry_at and \
                 now + (now - entry.last_read) + entry.lead >= entry.fresh_until:
+            entry.refresh_started = now
             self._start_fetch(key)
         entry.last_read = now
         return Answer(entry.body, HIT, int(now - entry.fetched_at))
 
-    def _back_off(self, key: Key, stale: Entry) -> None:
-        """Serve ``stale`` without asking AWS for a while, longer after each failure."""
-        current = self.cache.get(key)
-        if current is None or current.fetched_at != stale.fetched_at or \
-                self._clock() < current.retry_at:
-            return  # replaced meanwhile, or another reader already backed off
-        wait = min(FAILURE_BACKOFF_SECS * 2 ** current.failures, MAX_FAILURE_BACKOFF_SECS)
-        current.retry_at = self._clock() + wait
-        current.failures += 1
+    def _serves_stale(self, key: Key, entry: Entry, now: float) -> bool:
+        """Whether a reader of this expired entry gets it at once instead of waiting for AWS."""
+        if key in self._inflight:
+            # A refresh that started while the entry was fresh is landing late; or a retry
+            # after failures is under way: in both cases the reader is not to pay for it.
+            return entry.refresh_started > 0 or entry.failures > 0
+        if entry.failures == 0:
+            return False  # expired after an idle spell: a normal miss, the reader waits
+        if now >= entry.retry_at:
+            self._start_fetch(key)  # the back-off ran out: retry in the background
+        return True
+
+    def _restored(self, now: float) -> bool:
+        """Detect a freeze/thaw (SnapStart restore); if so, end every entry's freshness."""
+        offset = self._wall() - now
+        if abs(offset - self._wall_offset) <= RESTORE_JUMP_SECS:
+            return False
+        self._wall_offset = offset
+        for entry in self.cache.entries():
+            entry.fresh_until = min(entry.fresh_until, now)
+            entry.refresh_at = min(entry.refresh_at, now)
+        logs.info("clock jump detected (restored snapshot?): cached entries are no longer fresh")
+        return True
+
+    # -- fetching -----------------------------------------------------------------------------
+    def _next_stamp(self) -> int:
+        self._stamp += 1
+        return self._stamp
+
+    def _evicted(self, key: Key, cause: str) -> None:
+        if self._running[key]:
+            self._dropped[key] = self._next_stamp()
+
+    def _drop(self, key: Key) -> None:
+        """A definite answer: forget the key, and let no fetch that started before bring it back."""
+        self.cache.drop(key)
+        if self._running[key]:
+            self._dropped[key] = self._next_stamp()
+
+    def _begin(self, key: Key) -> int:
+        self._running[key] += 1
+        return self._next_stamp()
+
+    def _end(self, key: Key) -> None:
+        self._running[key] -= 1
+        if self._running[key] <= 0:
+            del self._running[key]
+            self._dropped.pop(key, None)
+
+    def _store(self, key: Key, entry: Entry) -> bool:
+        """Cache ``entry`` unless something newer than its fetch happened to the key."""
+        current = self.cache.peek(key)
+        if current is not None and current.stamp > entry.stamp:
+            return False
+        if self._dropped.get(key, 0) > entry.stamp:
+            return False
+        self.cache.put(key, entry)
+        return True
+
+    def _failed(self, key: Key, stamp: int, error: ApiError) -> None:
+        current = self.cache.peek(key)
+        if current is not None and current.stamp > stamp:
+            return  # a newer fetch already answered for the key
+        if not error.transient:
+            self._drop(key)
+        elif current is not None:
+            self._back_off(current)
+
+    def _back_off(self, entry: Entry) -> None:
+        """Serve ``entry`` stale without asking AWS for a while, longer after each failure."""
+        if self._clock() < entry.retry_at:
+            return  # another failure already backed off
+        wait = min(FAILURE_BACKOFF_SECS * 2 ** entry.failures, MAX_FAILURE_BACKOFF_SECS)
+        entry.retry_at = self._clock() + wait
+        entry.failures += 1
 
     def _start_fetch(self, key: Key) -> asyncio.Task[Entry]:
         task = asyncio.get_running_loop().create_task(self._fetch_and_store(key))
@@ -138,7 +232,7 @@ class Resolver:
         task.add_done_callback(lambda done: self._fetch_done(key, done))
         return task
 
-    def _fetch_done(self, key: Key, task: asyncio.Task[Entry]) -> None:
+    def _fetch_done(self, key: Key, task: asyncio.Future[Entry]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled() and task.exception() is not None:
@@ -160,49 +254,83 @@ class Resolver:
             raise translate(exc) from None
 
     async def _fetch_and_store(self, key: Key) -> Entry:
+        stamp = self._begin(key)
         started = self._clock()
         try:
-            body = await self._fetch(key)
-        except ApiError as exc:
-            if not exc.transient:
-                self.cache.drop(key)
-            raise
-        entry = self._entry(key, body, fetch_secs=self._clock() - started)
-        self.cache.put(key, entry)
-        return entry
+            try:
+                body = await self._fetch(key)
+            except ApiError as exc:
+                self._failed(key, stamp, exc)
+                raise
+            entry = self._entry(key, body, fetch_secs=self._clock() - started, stamp=stamp)
+            self._store(key, entry)
+            return entry
+        finally:
+            self._end(key)
 
-    def _entry(self, key: Key, body: bytes, fetch_secs: float) -> Entry:
+    def _entry(self, key: Key, body: bytes, fetch_secs: float, stamp: int) -> Entry:
         now = self._clock()
         life = self._ttl[key.service] * (1.0 - TTL_JITTER * self._jitter())
         refresh_at = now + life * self._refresh_ahead if self._refresh_ahead else math.inf
         return Entry(body=body, fetched_at=now, fresh_until=now + life, refresh_at=refresh_at,
                      keep_until=now + life + self._settings.stale_if_error_secs,
-                     lead=max(MIN_REFRESH_LEAD_SECS, 2 * fetch_secs), last_read=now)
+                     lead=max(MIN_REFRESH_LEAD_SECS, 2 * fetch_secs), last_read=now,
+                     stamp=stamp)
 
-    async def prefetch(self, keys: tuple[Key, ...]) -> None:
-        """Fetch ``keys`` with the batch APIs and cache what comes back.
+    # -- prefetch -----------------------------------------------------------------------------
+    def begin_prefetch(self, keys: tuple[Key, ...]) -> asyncio.Task[None]:
+        """Claim ``keys`` at once (a read of one joins its batch), then fetch them in batches.
 
-        Whatever fails or is not returned is logged (name and error code only) and left to be
-        fetched normally on its first read.
+        Whatever fails or is not returned is logged (name and error code only) and fetched on
+        its own by the first reader that wants it.
         """
+        loop = asyncio.get_running_loop()
+        claims: dict[Key, asyncio.Future[Entry]] = {}
+        for key in keys:
+            if self.caches(key) and key not in self._inflight:
+                claims[key] = self._inflight[key] = loop.create_future()
         groups: list[tuple[str, list[Key]]] = []
-        cacheable = [key for key in keys if self.caches(key)]
         for decrypt in (False, True):
-            plain = [k for k in cacheable if k.service == SSM and k.with_decryption is decrypt]
+            plain = [k for k in claims if k.service == SSM and k.with_decryption is decrypt]
             groups += [(SSM, batch) for batch in batches(plain, SSM_BATCH)]
-        secrets = [k for k in cacheable if k.service == SECRETS]
+        secrets = [k for k in claims if k.service == SECRETS]
         # BatchGetSecretValue takes no version selectors: those are fetched one by one.
         plain = [k for k in secrets if not (k.version_id or k.version_stage)]
         singles = [k for k in secrets if k.version_id or k.version_stage]
         groups += [(SECRETS, batch) for batch in batches(plain, SECRETS_BATCH)]
-        results = await asyncio.gather(
-            *(self._prefetch_batch(service, batch) for service, batch in groups),
-            *(self._prefetch_single(key) for key in singles),
-        )
-        logs.info("prefetch done", cached=sum(results), asked=len(keys))
+        return loop.create_task(self._prefetch(groups, singles, claims, len(keys)))
 
-    async def _prefetch_batch(self, service: str, batch: list[Key]) -> int:
+    async def prefetch(self, keys: tuple[Key, ...]) -> None:
+        await self.begin_prefetch(keys)
+
+    async def _prefetch(self, groups: list[tuple[str, list[Key]]], singles: list[Key],
+                        claims: dict[Key, asyncio.Future[Entry]], asked: int) -> None:
+        try:
+            results = await asyncio.gather(
+                *(self._prefetch_batch(service, batch, claims) for service, batch in groups),
+                *(self._prefetch_single(key, claims) for key in singles),
+            )
+            logs.info("prefetch done", cached=sum(results), asked=asked)
+        finally:
+            for key, claim in claims.items():  # cancelled: release every claim still held
+                self._settle(key, claim, None, _NotInBatch())
+
+    def _settle(self, key: Key, claim: asyncio.Future[Entry], entry: Entry | None,
+                error: BaseException | None) -> None:
+        if self._inflight.get(key) is claim:
+            del self._inflight[key]
+        if claim.done():
+            return
+        if entry is not None:
+            claim.set_result(entry)
+        else:
+            claim.set_exception(error or _NotInBatch())
+            claim.exception()  # retrieved: nobody may be waiting on it
+
+    async def _prefetch_batch(self, service: str, batch: list[Key],
+                              claims: dict[Key, asyncio.Future[Entry]]) -> int:
         started = self._clock()
+        stamps = {key: self._begin(key) for key in batch}
         try:
             async with self._slots[service]:
                 if service == SSM:
@@ -210,28 +338,39 @@ class Resolver:
                 else:
                     found = await self._upstream.fetch_secrets(batch)
         except Exception as exc:
+            error = translate(exc)
             logs.warn("prefetch batch failed", service=service, items=len(batch),
-                      error=translate(exc).code)
+                      error=error.code)
+            for key in batch:
+                self._settle(key, claims[key], None, error if error.transient else None)
             return 0
-        for key, body in found.items():
-            if key not in self.cache:
-                self.cache.put(key, self._entry(key, body, fetch_secs=self._clock() - started))
+        finally:
+            for key in batch:
+                self._end(key)
         for key in batch:
-            if key not in found:
+            body = found.get(key)
+            if body is None:
                 logs.warn("prefetch item not fetched", name=key.describe())
+                self._settle(key, claims[key], None, None)
+                continue
+            entry = self._entry(key, body, fetch_secs=self._clock() - started, stamp=stamps[key])
+            self._store(key, entry)
+            self._settle(key, claims[key], entry, None)
         return len(found)
 
-    async def _prefetch_single(self, key: Key) -> int:
+    async def _prefetch_single(self, key: Key, claims: dict[Key, asyncio.Future[Entry]]) -> int:
         try:
-            await self._fetch_and_store(key)
+            entry = await self._fetch_and_store(key)
         except ApiError as exc:
             logs.warn("prefetch item failed", name=key.describe(), error=exc.code)
+            self._settle(key, claims[key], None, exc)
             return 0
+        self._settle(key, claims[key], entry, None)
         return 1
 
     async def close(self) -> None:
         """Cancel fetches nobody can use any more (at shutdown)."""
-        pending = list(self._inflight.values())
+        pending = [f for f in self._inflight.values() if isinstance(f, asyncio.Task)]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -6,7 +6,6 @@ Every request reaches one handler, so that the checks run in the order the SPEC 
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from sidecar import logs
+from sidecar.admission import GuardedServer
 from sidecar.errors import ApiError, bad_request
 from sidecar.query import (
     Read,
@@ -24,11 +24,9 @@ from sidecar.query import (
 )
 from sidecar.query import secret_path_read as _secret_path_read
 from sidecar.resolver import Answer, Resolver
+from sidecar.token import TokenSource
 
 MAX_QUERY_BYTES = 8 * 1024
-# aiohttp answers over-long request lines itself, in plain text; leave room above our own
-# limits so that our JSON 4xx is what clients see for anything a client could mean.
-MAX_LINE_BYTES = 64 * 1024
 TOKEN_HEADERS = ("X-Aws-Parameters-Secrets-Token", "X-Vault-Token")
 # Parsed request targets are remembered, so a repeated read skips parsing and reuses one Key
 # object (identity makes the cache's dict lookups cheapest). Bounded in count and in length.
@@ -61,8 +59,8 @@ def answer_response(answer: Answer) -> web.Response:
 class Api:
     """Translates between HTTP and the resolver; owns nothing but the token."""
 
-    def __init__(self, token: str, resolver: Resolver) -> None:
-        self._token = token.encode()
+    def __init__(self, token: TokenSource, resolver: Resolver) -> None:
+        self._token = token
         self._resolver = resolver
         self._reads: dict[str, Read] = {}
         self._debug = logs.debug_on()  # the level is fixed at start; read it once
@@ -72,7 +70,7 @@ class Api:
         for header in TOKEN_HEADERS:
             given = headers.get(header)
             if given is not None:
-                return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
+                return self._token.matches(given)
         return False
 
     def _parser(self, raw_path: str) -> Callable[[list[tuple[str, str]]], Read] | None:
@@ -155,12 +153,12 @@ class Api:
         return read
 
 
-def build_server(api: Api) -> web.Server:
+def build_server(api: Api, max_connections: int) -> GuardedServer:
     """aiohttp's low-level server: every request goes straight to ``Api.handle``.
 
     The daemon routes by itself (the SPEC's check order needs that anyway), so aiohttp's
-    Application, router and middleware machinery would only add time to every hit.
+    Application, router and middleware machinery would only add time to every hit. Admission
+    (connection cap, head deadline, idle timeout, size limits) is ``GuardedServer``'s.
     """
     handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = api.handle
-    return web.Server(handler, access_log=None, max_line_size=MAX_LINE_BYTES,
-                      max_field_size=MAX_LINE_BYTES)
+    return GuardedServer(handler, max_connections=max_connections, access_log=None)

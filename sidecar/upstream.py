@@ -21,14 +21,17 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
     ConnectTimeoutError,
-    EndpointConnectionError,
+    CredentialRetrievalError,
     HTTPClientError,
+    MetadataRetrievalError,
     NoCredentialsError,
     NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from sidecar import __version__, logs
 from sidecar.config import Settings
@@ -60,14 +63,21 @@ def _dumps(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def render_parameter(parameter: dict[str, Any]) -> bytes:
-    """The body of ``/systemsmanager/parameters/get``: AWS's GetParameter JSON."""
+# The AWS extension always sends these, null when empty, and clients test for the key.
+_PARAMETER_NULLS = ("Selector", "SourceResult")
+_SECRET_NULLS = ("SecretString", "SecretBinary")
+
+
+def shape_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
+    """One parameter as the extension renders it: RFC 3339 dates, null fields present."""
     shaped = {field: rfc3339(value) for field, value in parameter.items()}
-    return _dumps({"Parameter": shaped, "ResultMetadata": {}})
+    for field in _PARAMETER_NULLS:
+        shaped.setdefault(field, None)
+    return shaped
 
 
-def render_secret(secret: dict[str, Any]) -> bytes:
-    """The body of ``/secretsmanager/get``: AWS's GetSecretValue JSON, binary as base64."""
+def shape_secret(secret: dict[str, Any]) -> dict[str, Any]:
+    """One secret value as the extension renders it: binary as base64, null fields present."""
     shaped: dict[str, Any] = {}
     for field, value in secret.items():
         if field == "ResponseMetadata":
@@ -75,8 +85,26 @@ def render_secret(secret: dict[str, Any]) -> bytes:
         if field == "SecretBinary" and isinstance(value, bytes | bytearray):
             value = base64.b64encode(value).decode()
         shaped[field] = rfc3339(value)
-    shaped["ResultMetadata"] = {}
-    return _dumps(shaped)
+    for field in _SECRET_NULLS:
+        shaped.setdefault(field, None)
+    return shaped
+
+
+def render_parameter(parameter: dict[str, Any]) -> bytes:
+    """The body of ``/systemsmanager/parameters/get``: AWS's GetParameter JSON."""
+    return _dumps({"Parameter": shape_parameter(parameter), "ResultMetadata": {}})
+
+
+def render_secret(secret: dict[str, Any]) -> bytes:
+    """The body of ``/secretsmanager/get``: AWS's GetSecretValue JSON, binary as base64."""
+    return _dumps({**shape_secret(secret), "ResultMetadata": {}})
+
+
+def _clean_message(code: str, message: str, status: int) -> str:
+    """AWS's message, unless the body was not AWS's JSON (an HTML page from a proxy)."""
+    if "<" in message or "\n" in message or len(message) > 1024 or message.isdigit():
+        return f"AWS answered HTTP {status} with a body that is not an AWS error"
+    return message
 
 
 def translate(exc: BaseException) -> ApiError:
@@ -85,9 +113,11 @@ def translate(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        code = str(error.get("Code") or "InternalFailure")
-        message = str(error.get("Message") or code)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        code = str(error.get("Code") or "")
+        if not code or not code.replace(".", "").replace("_", "").isalnum() or code.isdigit():
+            code = "InternalFailure" if status < 500 else "ServiceUnavailable"
+        message = _clean_message(code, str(error.get("Message") or code), status)
         # AWS's JSON protocol answers every client error with 400; moto and proxies sometimes
         # use 404 or 403, so the code decides, and only a real 5xx keeps its status.
         if status < 500:
@@ -95,13 +125,27 @@ def translate(exc: BaseException) -> ApiError:
         return ApiError(status, code, message, transient=status >= 500 or code in _THROTTLING)
     if isinstance(exc, TimeoutError | ConnectTimeoutError | ReadTimeoutError):
         return ApiError(504, "UpstreamTimeout", "the AWS call timed out", transient=True)
-    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | HTTPClientError):
+    if isinstance(exc, BotoConnectionError | HTTPClientError | OSError):
+        # Refused, reset, DNS, TLS and proxy failures alike: AWS was not heard from.
         return ApiError(
-            502, "UpstreamUnavailable", "AWS could not be reached or closed the connection",
+            502, "UpstreamUnavailable",
+            f"AWS could not be reached or closed the connection ({type(exc).__name__})",
             transient=True,
         )
-    if isinstance(exc, NoCredentialsError):
-        return ApiError(500, "InternalFailure", "no AWS credentials found in the credential chain")
+    if isinstance(exc, ParamValidationError):
+        report = str(getattr(exc, "kwargs", {}).get("report", ""))
+        field = report.split("parameter ", 1)[1].split(",")[0].split()[0] \
+            if "parameter " in report else "a parameter"
+        return ApiError(400, "InvalidParameterValue", f"AWS's rules refuse {field[:64]}")
+    if isinstance(exc, CredentialRetrievalError | MetadataRetrievalError):
+        # The credential provider (container or instance metadata endpoint) failed: transient,
+        # a cached value is kept and served stale meanwhile.
+        return ApiError(500, "InternalFailure",
+                        f"AWS credentials could not be retrieved ({type(exc).__name__})",
+                        transient=True)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return ApiError(500, "InternalFailure", "no AWS credentials found in the credential chain",
+                        transient=True)
     if isinstance(exc, NoRegionError):
         return ApiError(500, "InternalFailure", "no AWS region configured: set AWS_REGION")
     if isinstance(exc, BotoCoreError):
@@ -134,10 +178,14 @@ class Upstream:
             **timeouts,
         )
 
+    def _ready_future(self) -> asyncio.Future[None]:
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_future()
+        return self._ready
+
     async def start(self) -> None:
-        """Create both clients. Safe to call once; readers wait on it."""
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
+        """Create both clients. Safe to call once; calls made before wait for it."""
+        ready = self._ready_future()
         try:
             for service, timeout_ms in ((SSM, self._settings.ssm_timeout_ms),
                                         (SECRETS, self._settings.secrets_timeout_ms)):
@@ -147,18 +195,16 @@ class Upstream:
                 )
                 self._clients[service] = await self._stack.enter_async_context(client)
         except BaseException as exc:
-            self._ready.set_exception(translate(exc))
-            self._ready.exception()  # marks it retrieved; readers re-raise it themselves
+            ready.set_exception(translate(exc))
+            ready.exception()  # marks it retrieved; readers re-raise it themselves
             raise
-        self._ready.set_result(None)
+        ready.set_result(None)
 
     async def close(self) -> None:
         await self._stack.aclose()
 
     async def _client(self, service: str) -> Any:
-        if self._ready is None:
-            raise ApiError(500, "InternalFailure", "AWS clients were never started")
-        await asyncio.shield(self._ready)
+        await asyncio.shield(self._ready_future())
         return self._clients[service]
 
     async def _call(self, service: str, api: str, label: str, **kwargs: Any) -> dict[str, Any]:
@@ -202,16 +248,17 @@ class Upstream:
         The keys must have distinct names (see ``batches``): an answer is matched back to its
         key by name or ARN alone, since not every implementation echoes the ``Selector``.
         """
-        wanted = {key.name: key for key in keys}
+        wanted = {parameter_identity(key.name): key for key in keys}
         response = await self._call(
             SSM, "get_parameters", f"{len(keys)} names",
             Names=[key.ssm_name() for key in keys], WithDecryption=keys[0].with_decryption,
         )
         found: dict[Key, bytes] = {}
         for parameter in response.get("Parameters", []):
-            for candidate in (parameter.get("Name"), parameter.get("ARN")):
-                if candidate in wanted:
-                    found[wanted[candidate]] = render_parameter(parameter)
+            key = wanted.get(parameter_identity(str(parameter.get("Name", ""))))
+            if key is None or not _selector_matches(key, parameter):
+                continue
+            found[key] = render_parameter(parameter)
         return found
 
     async def fetch_secrets(self, keys: list[Key]) -> dict[Key, bytes]:
@@ -228,17 +275,42 @@ class Upstream:
         return found
 
 
+def parameter_identity(name: str) -> str:
+    """The parameter a name or ARN refers to: ``arn:...:parameter/a/b``, ``/a/b`` -> ``a/b``."""
+    if name.startswith("arn:") and ":parameter/" in name:
+        name = name.split(":parameter/", 1)[1]
+    return name.lstrip("/")
+
+
+def _selector_matches(key: Key, parameter: dict[str, Any]) -> bool:
+    """Where AWS echoes the ``Selector``, it must be the one this key asked for."""
+    selector = parameter.get("Selector")
+    if not selector:
+        return True
+    wanted = key.version or key.label
+    return wanted is not None and selector == f":{wanted}"
+
+
+def _identity(key: Key) -> str:
+    return parameter_identity(key.name) if key.service == SSM else key.name
+
+
 def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
-    """Groups of at most ``size`` keys, no two in a group with the same name."""
+    """Groups of at most ``size`` keys, no two in a group for the same item.
+
+    Two keys for one parameter (by name and by ARN, or with different versions) never share a
+    GetParameters call, so that every answer matches exactly one key of its call.
+    """
     groups: list[list[Key]] = []
     names: list[set[str]] = []
     for key in keys:
+        identity = _identity(key)
         for group, taken in zip(groups, names, strict=True):
-            if len(group) < size and key.name not in taken:
+            if len(group) < size and identity not in taken:
                 group.append(key)
-                taken.add(key.name)
+                taken.add(identity)
                 break
         else:
             groups.append([key])
-            names.append({key.name})
+            names.append({identity})
     return groups

@@ -85,7 +85,9 @@ StartDaemon = Callable[..., Daemon]
 def daemon_env(home: Path, proxy: FaultProxy, token: str, port: int,
                extra: dict[str, str]) -> dict[str, str]:
     base = {"AWS_ENDPOINT_URL": proxy.url, "AWS_REGION": REGION, "AWS_TOKEN": token,
-            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port), **FAKE_CREDS}
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
+            # Tests that stop the daemon want it gone at once; the grace has its own tests.
+            "PARAMETERS_SECRETS_EXTENSION_SHUTDOWN_GRACE_SECS": "0", **FAKE_CREDS}
     base.update(extra)
     return clean_env(home, base)
 

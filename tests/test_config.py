@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -214,13 +215,24 @@ def test_max_connections_caps_concurrent_upstream_calls(start_daemon: StartDaemo
     names = [f"/{unique}/p{index}" for index in range(6)]
     for name in names:
         aws.ssm.put_parameter(Name=name, Type="String", Value="v")
-    rule = proxy.add(Rule(match=unique, kind="delay", seconds=0.2))
+    gate = proxy.add(Rule(match=unique, kind="gate"))
     try:
         daemon = start_daemon(PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS="2")
         with ThreadPoolExecutor(6) as pool:
-            statuses = list(pool.map(lambda name: daemon.param(name).status_code, names))
+            def status(name: str) -> int:
+                return daemon.param(name).status_code
+
+            reads = [pool.submit(status, name) for name in names]
+            proxy.wait_held(gate, 2)  # AWS holds two calls: both slots are taken
+            # Six readers are waiting; the cap must keep the other four queued in the daemon.
+            held_deadline = time.monotonic() + 1.0
+            while time.monotonic() < held_deadline:
+                assert proxy.active(unique) <= 2
+                time.sleep(0.02)
+            proxy.release(gate)
+            statuses = [read.result(timeout=30) for read in reads]
     finally:
-        proxy.remove(rule)
+        proxy.remove(gate)
     assert statuses == [200] * 6
     assert proxy.peak_concurrency(unique) == 2
 

@@ -10,6 +10,7 @@ from aiohttp.test_utils import RawTestServer, TestClient
 from sidecar.config import Settings
 from sidecar.resolver import Resolver
 from sidecar.server import Api
+from sidecar.token import TokenSource
 from sidecar.upstream import TOTAL_ATTEMPTS, Upstream
 from tests.conftest import Aws, StartDaemon
 from tests.support.process import Daemon, RawResponse, free_port
@@ -171,7 +172,7 @@ def test_a_request_body_is_refused(shared_daemon: Daemon, proxy: FaultProxy,
 
 async def test_reads_during_shutdown_are_503() -> None:
     settings = Settings(token="t", token_source="test", region="us-east-1")
-    api = Api(settings.token, Resolver(settings, Upstream(settings)))
+    api = Api(TokenSource(settings.token), Resolver(settings, Upstream(settings)))
     api.shutting_down = True
     client: TestClient[web.BaseRequest, None]
     async with TestClient(RawTestServer(api.handle)) as client:

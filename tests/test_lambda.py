@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,12 +74,15 @@ def test_shutdown_finishes_an_in_flight_read(start_lambda: StartLambda, aws: Aws
         results: list[requests.Response] = []
         reader = threading.Thread(target=lambda: results.append(daemon.param(name)))
         reader.start()
+        deadline_at = time.monotonic() + 15
         while proxy.count(name) == 0:
+            assert time.monotonic() < deadline_at, "the read never reached AWS"
             time.sleep(0.01)
         deadline = api.shutdown()
+        api.kill_at_deadline(daemon.proc.pid, deadline)
         reader.join(5)
         assert daemon.finish(timeout=5) == 0
-        assert time.time() < deadline
+        assert not api.killed
     finally:
         proxy.remove(rule)
     assert results[0].status_code == 200
@@ -114,6 +118,7 @@ def test_exits_non_zero_when_the_api_goes_away(start_daemon: StartDaemon) -> Non
     daemon = start_daemon(wait=False, port=str(port), AWS_LAMBDA_RUNTIME_API=api.address)
     assert api.registered.wait(10)
     daemon.wait_ready()
+    assert api.polling.wait(10)  # the daemon's long-poll is pending at the API
     api.stop()
     assert daemon.finish(timeout=10) == 1
 
@@ -165,3 +170,142 @@ def test_prefetched_selectors_match_reads(start_lambda: StartLambda, aws: Aws,
     assert latest.json()["Parameter"]["Value"] == "v2"
     assert first.json()["Parameter"]["Value"] == "v1"
     assert previous.json()["SecretString"] == "one"
+
+
+def test_init_ends_and_invokes_complete_while_the_daemon_starts(
+        start_lambda: StartLambda, aws: Aws, unique: str) -> None:
+    """The first next comes right after register; an invoke is acknowledged at once."""
+    name = f"/{unique}/early"
+    aws.ssm.put_parameter(Name=name, Type="String", Value="v")
+    daemon, api = start_lambda(wait=False)
+    api.invoke()
+    assert api.init_ended.wait(10)
+    deadline = time.monotonic() + 10
+    while api.invokes_completed < 1:
+        assert time.monotonic() < deadline, "the invoke was never acknowledged"
+        time.sleep(0.01)
+    daemon.wait_ready()
+    assert daemon.param(name).status_code == 200
+    api.shutdown("SandboxTerminated")
+    assert daemon.finish(timeout=5) == 0
+    assert "reason=sandboxterminated" in daemon.output
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_reads_of_prefetched_names_join_the_batch(run: int, start_lambda: StartLambda,
+                                                  aws: Aws, proxy: FaultProxy,
+                                                  rules: list[Rule], unique: str) -> None:
+    names = [f"/{unique}/p{index}" for index in range(3)]
+    for name in names:
+        aws.ssm.put_parameter(Name=name, Type="String", Value=f"value of {name}")
+    gate = proxy.add(Rule(match=unique, kind="gate", apis=("GetParameters",)))
+    rules.append(gate)
+    daemon, api = start_lambda(
+        PARAMETERS_SECRETS_EXTENSION_PREFETCH=",".join(f"ssm:{name}" for name in names))
+    api.invoke()  # the function's INIT does nothing: the first invoke comes at once
+    proxy.wait_held(gate, 1)  # the batch is out, and AWS holds it
+    results: list[requests.Response] = []
+    readers = [threading.Thread(target=lambda n=name: results.append(daemon.param(n)))
+               for name in names]
+    for reader in readers:
+        reader.start()
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and proxy.count_matching(unique, "GetParameter") == 0:
+        time.sleep(0.01)  # time for a wrong single call to show up at the proxy
+    proxy.release(gate)
+    for reader in readers:
+        reader.join(10)
+    assert sorted(r.json()["Parameter"]["Value"] for r in results) == \
+        sorted(f"value of {name}" for name in names)
+    assert proxy.count_matching(unique, "GetParameter") == 0
+    assert proxy.count_matching(unique, "GetParameters") == 1
+
+
+def test_provisioned_concurrency_holds_init_for_prefetch(
+        start_lambda: StartLambda, aws: Aws, proxy: FaultProxy, rules: list[Rule],
+        unique: str) -> None:
+    name = f"/{unique}/warm"
+    aws.ssm.put_parameter(Name=name, Type="String", Value="v")
+    gate = proxy.add(Rule(match=unique, kind="gate"))
+    rules.append(gate)
+    daemon, api = start_lambda(wait=False, PARAMETERS_SECRETS_EXTENSION_PREFETCH=f"ssm:{name}",
+                               AWS_LAMBDA_INITIALIZATION_TYPE="provisioned-concurrency")
+    proxy.wait_held(gate, 1)
+    assert api.first_next_at is None  # INIT waits for the prefetch
+    proxy.release(gate)
+    assert api.init_ended.wait(10)
+    daemon.wait_ready()
+    assert daemon.param(name).headers["X-Cache"] == "hit"
+
+
+def test_managed_instances_register_shutdown_only_and_serve_concurrently(
+        start_daemon: StartDaemon, aws: Aws, unique: str) -> None:
+    name = f"/{unique}/managed"
+    aws.ssm.put_parameter(Name=name, Type="String", Value="v")
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port, managed=True).start()
+    try:
+        daemon = start_daemon(port=str(port), AWS_LAMBDA_RUNTIME_API=api.address,
+                              AWS_LAMBDA_INITIALIZATION_TYPE="lambda-managed-instances")
+        assert [r.events for r in api.registrations] == [["SHUTDOWN"]]
+        assert not api.refused_registrations
+        results: list[int] = []
+        readers = [threading.Thread(target=lambda: results.append(daemon.param(name).status_code))
+                   for _ in range(20)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(10)
+        assert results == [200] * 20
+        api.shutdown()
+        assert daemon.finish(timeout=5) == 0
+    finally:
+        api.stop()
+
+
+def test_a_refused_invoke_registration_is_retried_without_it(start_daemon: StartDaemon) -> None:
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port, managed=True).start()
+    try:
+        daemon = start_daemon(port=str(port), AWS_LAMBDA_RUNTIME_API=api.address)
+        assert api.refused_registrations == [["INVOKE", "SHUTDOWN"]]
+        assert [r.events for r in api.registrations] == [["SHUTDOWN"]]
+        api.shutdown()
+        assert daemon.finish(timeout=5) == 0
+    finally:
+        api.stop()
+
+
+def test_sigterm_ends_lambda_mode_promptly(start_lambda: StartLambda) -> None:
+    daemon, api = start_lambda()
+    assert api.polling.wait(10)
+    daemon.proc.send_signal(signal.SIGTERM)
+    # Order of magnitude only: before, the process lived until the next event (for ever).
+    assert daemon.finish(timeout=5) == 0
+
+
+def test_malformed_events_never_make_the_loop_spin(start_daemon: StartDaemon) -> None:
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port, malformed_events=100).start()
+    try:
+        daemon = start_daemon(wait=False, port=str(port), AWS_LAMBDA_RUNTIME_API=api.address)
+        assert daemon.finish(timeout=20) == 1
+        assert api.next_calls <= 6
+        [report] = api.errors
+        assert report.phase == "exit"  # the API already gave it something: INIT was over
+    finally:
+        api.stop()
+
+
+def test_a_failure_creating_aws_clients_is_an_init_error(start_daemon: StartDaemon) -> None:
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port).start()
+    try:
+        daemon = start_daemon(wait=False, port=str(port), AWS_LAMBDA_RUNTIME_API=api.address,
+                              AWS_ENDPOINT_URL="not a url")
+        assert daemon.finish(timeout=20) == 1
+        [report] = api.errors
+        assert report.phase == "init"
+        assert "AWS clients could not be created" in report.body["errorMessage"]
+    finally:
+        api.stop()

@@ -21,15 +21,21 @@ from aiohttp import web
 _AWS_JSON = "application/x-amz-json-1.1"
 
 
-@dataclass
+@dataclass(eq=False)
 class Rule:
+    """``gate`` holds every matching call until ``FaultProxy.release``; ``html500`` answers
+    500 with an HTML page, as a load balancer or proxy in front of AWS may."""
+
     match: str
-    kind: str  # throttle | error500 | error | delay | drop
+    kind: str  # throttle | error500 | html500 | error | delay | drop | gate
     seconds: float = 0.0
     status: int = 400  # for kind "error"
     code: str = "AccessDeniedException"  # for kind "error"
     until: float = float("inf")  # time.monotonic() deadline
     apis: tuple[str, ...] = ()
+    held: int = 0  # for kind "gate": calls waiting at it now
+    passed: int = 0  # for kind "gate": calls let through so far
+    opened: threading.Event = field(default_factory=threading.Event)
 
     def applies(self, api: str, names: list[str]) -> bool:
         if time.monotonic() >= self.until:
@@ -45,6 +51,7 @@ class Call:
     names: list[str]
     at: float = field(default_factory=time.monotonic)
     end: float = float("inf")
+    response_bytes: int = 0
 
 
 def _names(body: dict[str, Any]) -> list[str]:
@@ -86,6 +93,30 @@ class FaultProxy:
         with self._lock:
             if rule in self.rules:
                 self.rules.remove(rule)
+
+    def release(self, rule: Rule) -> None:
+        """Open a gate: every call held at it, and every later one, goes on to moto."""
+        rule.opened.set()
+
+    def wait_held(self, rule: Rule, calls: int = 1, timeout: float = 15.0) -> None:
+        """Block until ``calls`` calls are waiting at the gate ``rule`` (or fail)."""
+        deadline = time.monotonic() + timeout
+        while rule.held < calls:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{calls} calls never reached the gate ({rule.held} did)")
+            time.sleep(0.005)
+
+    def active(self, fragment: str) -> int:
+        """Calls naming ``fragment`` in progress now."""
+        with self._lock:
+            return sum(1 for c in self.calls
+                       if c.end == float("inf") and any(fragment in n for n in c.names))
+
+    def bytes_sent(self, fragment: str) -> int:
+        """Response body bytes the proxy passed back for calls naming ``fragment``."""
+        with self._lock:
+            return sum(c.response_bytes for c in self.calls
+                       if any(fragment in n for n in c.names))
 
     def count(self, name: str, api: str | None = None) -> int:
         """Calls whose requested names include ``name`` exactly (optionally of one API)."""
@@ -157,6 +188,18 @@ class FaultProxy:
                     return self._error(400, "ThrottlingException", "Rate exceeded")
                 if rule.kind == "error500":
                     return self._error(500, "InternalServerError", "injected failure")
+                if rule.kind == "html500":
+                    page = "<html><head><title>500 Internal Server Error</title></head>\n" \
+                           "<body><h1>Internal Server Error</h1></body></html>\n"
+                    return web.Response(status=500, text=page, content_type="text/html")
+                if rule.kind == "gate":
+                    rule.held += 1
+                    try:
+                        while not rule.opened.is_set():
+                            await asyncio.sleep(0.002)
+                    finally:
+                        rule.held -= 1
+                    rule.passed += 1
                 if rule.kind == "error":
                     return self._error(rule.status, rule.code, f"injected {rule.code}")
                 if rule.kind == "drop":
@@ -165,7 +208,9 @@ class FaultProxy:
                     return web.Response(status=500)
                 if rule.kind == "delay":
                     await asyncio.sleep(rule.seconds)
-            return await self._forward(request, raw)
+            response = await self._forward(request, raw)
+            call.response_bytes = len(response.body) if isinstance(response.body, bytes) else 0
+            return response
         finally:
             call.end = time.monotonic()
             with self._lock:
