@@ -14,7 +14,7 @@ ARG PYTHON_VERSIONS=3.11,3.12,3.13
 # hadolint ignore=DL3041
 RUN dnf install -y --setopt=install_weak_deps=False \
         python3.11 python3.11-pip python3.11-devel python3.12 python3.13 \
-        binutils gcc findutils \
+        binutils gcc findutils glibc-common \
     && dnf clean all
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
@@ -31,7 +31,9 @@ FROM scratch AS artifacts
 COPY --from=builder /src/dist/ /
 
 FROM public.ecr.aws/amazonlinux/amazonlinux:2023-minimal AS sidecar
-COPY --from=builder /src/dist/parameters-secrets-sidecar /usr/local/bin/parameters-secrets-sidecar
+# The binary layer's tree, as Lambda unpacks it: it runs in place (bundled C library and loader),
+# so the root filesystem may be read-only and /tmp absent; nothing is unpacked at start.
+COPY --from=builder /src/dist/parameters-secrets-sidecar-binary/ /opt/
 # The token: AWS_TOKEN=<value>, or AWS_TOKEN=file:///run/secrets/<file> for a mounted secret.
 # It listens on 127.0.0.1 only: the application container must share this network namespace
 # (a Kubernetes pod; an ECS task in awsvpc mode).
@@ -41,5 +43,5 @@ ENV PARAMETERS_SECRETS_EXTENSION_HTTP_PORT=2773
 USER 10001:10001
 EXPOSE 2773
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/usr/local/bin/parameters-secrets-sidecar", "--healthcheck"]
-ENTRYPOINT ["/usr/local/bin/parameters-secrets-sidecar"]
+    CMD ["/opt/extensions/parameters-secrets-sidecar", "--healthcheck"]
+ENTRYPOINT ["/opt/extensions/parameters-secrets-sidecar"]

@@ -118,7 +118,12 @@ def tree_digest(path: Path) -> str:
 
 
 def split_common(stages: dict[str, Path], common: Path) -> None:
-    """Move what is byte-identical in every version's tree to ``common``."""
+    """Move what is byte-identical in every version's tree to ``common``.
+
+    With a single version nothing is shared: its tree keeps everything, so that the layer's
+    bootstrap finds the ``cpXY`` tree it looks for (compiled packages included)."""
+    if len(stages) < 2:
+        return
     first = next(iter(stages.values()))
     for entry in sorted(first.iterdir()):
         others = [stage / entry.name for stage in stages.values()]
@@ -229,21 +234,35 @@ def build(arch: str, versions: tuple[str, ...], out: Path, work: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/build-layer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", choices=[*ARCHES, "all"], default="all")
+    parser.add_argument("--arch", choices=[*ARCHES, "all"], default=None,
+                        help="default: all for the Python layer, this machine's for --binary")
     parser.add_argument("--python-versions", default=",".join(VERSIONS),
                         help="comma-separated CPython minor versions (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "dist")
     parser.add_argument("--work", type=Path, default=REPO / "build")
     parser.add_argument("--binary", action="store_true",
-                        help="build the self-contained binary layer instead (x86_64 only)")
+                        help="build the self-contained binary layer instead, for this machine's "
+                             "architecture, or with --arch arm64 on x86_64 under emulation")
     args = parser.parse_args(argv)
     if args.binary:
-        from build_binary import build as build_binary
+        import platform
 
-        build_binary(args.out.resolve(), args.work.resolve())
+        from build_binary import build as build_binary
+        from build_binary import build_emulated_arm64
+
+        here = "arm64" if platform.machine() == "aarch64" else "x86_64"
+        wanted = [here] if args.arch is None else list(ARCHES) if args.arch == "all" \
+            else [args.arch]
+        for arch in wanted:
+            if arch == here:
+                build_binary(args.out.resolve(), args.work.resolve())
+            elif arch == "arm64":
+                build_emulated_arm64(args.out.resolve())
+            else:
+                raise SystemExit("build-layer: build the x86_64 binary on an x86_64 machine")
         return 0
     versions = tuple(v.strip() for v in args.python_versions.split(",") if v.strip())
-    arches = list(ARCHES) if args.arch == "all" else [args.arch]
+    arches = list(ARCHES) if args.arch in (None, "all") else [args.arch]
     for arch in arches:
         build(arch, versions, args.out.resolve(), args.work.resolve())
     return 0

@@ -142,7 +142,9 @@ class Daemon(Process):
             try:
                 if requests.get(self.base + "/ping", timeout=1).text == "healthy":
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Refused before the bind; a timeout after it, while the daemon still imports
+                # (the listener is bound first and queues connections meanwhile).
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError("daemon never answered /ping")
