@@ -20,7 +20,7 @@ import botocore.loaders
 REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "sidecar" / "botocore_data"
 OPERATIONS = {
-    "ssm": ["GetParameter", "GetParameters"],
+    "ssm": ["GetParameter", "GetParameters", "GetParametersByPath"],
     "secretsmanager": ["GetSecretValue", "BatchGetSecretValue"],
 }
 ENDPOINT_SERVICES = {"ssm", "secretsmanager", "sts"}

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 SSM = "ssm"
 SECRETS = "secretsmanager"
+SSM_PATH = "ssm-path"  # a GetParametersByPath answer, cached whole (SSM's TTL and limits)
 
 
 class Key(NamedTuple):
@@ -22,6 +23,12 @@ class Key(NamedTuple):
     with_decryption: bool = False
     version_id: str | None = None
     version_stage: str | None = None
+    # For SSM_PATH: the read's other arguments, canonical (``recursive``, filters).
+    options: tuple[tuple[str, str], ...] = ()
+
+    def limits(self) -> str:
+        """The service whose TTL, timeout and connection slots apply."""
+        return SSM if self.service == SSM_PATH else self.service
 
     def ssm_name(self) -> str:
         """The GetParameter ``Name``: the name with its ``:version`` or ``:label`` selector."""
@@ -32,5 +39,7 @@ class Key(NamedTuple):
         """A short log-safe label (names and selectors only, never values)."""
         if self.service == SSM:
             return self.ssm_name() + (" (decrypted)" if self.with_decryption else "")
+        if self.service == SSM_PATH:
+            return f"path {self.name}" + "".join(f" {k}={v}" for k, v in self.options)
         selector = self.version_id or self.version_stage
         return f"{self.name}@{selector}" if selector else self.name

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from sidecar.errors import bad_request
-from sidecar.key import SECRETS, SSM, Key
+from sidecar.key import SECRETS, SSM, SSM_PATH, Key
+from sidecar.transform import GROUP_TRANSFORMS, TRANSFORMS
 
 MAX_NAME_CHARS = 2048
 MAX_SELECTOR_CHARS = 256
@@ -24,16 +25,39 @@ _LABEL_RESERVED = re.compile(r"(?i)^(aws|ssm|[0-9])")
 _VERSION_ID = re.compile(r"[\x21-\x7e]{32,64}")
 MAX_VERSION_DIGITS = 19  # a signed 64-bit number
 
-PARAMETER_KEYS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"})
-SECRET_KEYS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"})
+EXTRA_KEYS = frozenset({"maxAge", "transform", "jsonKey"})  # on every read path
+PARAMETER_KEYS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"}) \
+    | EXTRA_KEYS
+SECRET_KEYS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"}) | EXTRA_KEYS
 SECRET_SHORT_KEYS = SECRET_KEYS | {"name"}
-SECRET_PATH_KEYS = frozenset({"versionId", "versionStage", "refreshNow"})
+SECRET_PATH_KEYS = frozenset({"versionId", "versionStage", "refreshNow"}) | EXTRA_KEYS
+BATCH_KEYS = frozenset({"name", "withDecryption", "refreshNow"}) | EXTRA_KEYS
+SECRET_BATCH_KEYS = frozenset({"secretId", "refreshNow"}) | EXTRA_KEYS
+PATH_KEYS = frozenset({"path", "recursive", "withDecryption", "type", "keyId", "label",
+                       "refreshNow"}) | EXTRA_KEYS
+MAX_BATCH = 100
+MAX_AGE_SECS = 86400
+PARAMETER_TYPES = ("String", "StringList", "SecureString")
+SINGLE, SSM_BATCH_READ, SECRET_BATCH_READ, PATH_READ = "single", "ssm-batch", "secret-batch", "path"
 
 
 @dataclass(frozen=True, slots=True)
 class Read:
+    """What a request asks: one key (``single``) or a group, and how to answer it."""
+
     key: Key
     refresh_now: bool = False
+    kind: str = SINGLE
+    keys: tuple[Key, ...] = ()  # the members of a batch read, in request order
+    max_age: int | None = None
+    transform: str | None = None
+    json_key: str | None = None
+
+    @property
+    def plain(self) -> bool:
+        """A single read served as AWS's JSON straight from the cache (the hit path)."""
+        return self.kind == SINGLE and self.max_age is None and self.transform is None \
+            and self.json_key is None
 
 
 def split_query(raw: str) -> list[tuple[str, str]]:
@@ -101,6 +125,31 @@ def _flag(found: dict[str, str], name: str) -> bool:
     return flag
 
 
+def _extras(found: dict[str, str], group: bool = False) -> dict[str, object]:
+    """``maxAge``, ``transform`` and ``jsonKey``, validated."""
+    extras: dict[str, object] = {}
+    raw = found.get("maxAge")
+    if raw is not None:
+        if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_AGE_SECS:
+            raise bad_request("InvalidParameterValue", "query parameter 'maxAge' must be a whole "
+                              f"number of seconds from 0 to {MAX_AGE_SECS}")
+        extras["max_age"] = int(raw)
+    transform = found.get("transform")
+    if transform is not None:
+        allowed = GROUP_TRANSFORMS if group else TRANSFORMS
+        if transform not in allowed:
+            raise bad_request("InvalidParameterValue", "query parameter 'transform' must be one "
+                              "of " + ", ".join(allowed) + (" on a group read" if group else ""))
+        extras["transform"] = transform
+    json_key = found.get("jsonKey")
+    if json_key is not None:
+        if any(not part for part in json_key.split(".")):
+            raise bad_request("InvalidParameterValue",
+                              "query parameter 'jsonKey' must be dot-separated field names")
+        extras["json_key"] = json_key
+    return extras
+
+
 def _required(found: dict[str, str], name: str) -> str:
     value = found.get(name)
     if value is None:
@@ -125,16 +174,11 @@ def parameter_read(pairs: list[tuple[str, str]]) -> Read:
             break
         if selector == "label":
             label = found["label"]
-            if not _LABEL.fullmatch(label) or _LABEL_RESERVED.match(label):
-                raise bad_request(
-                    "InvalidParameterValue",
-                    "query parameter 'label' must be 1-100 letters, digits, '.', '-' or '_', "
-                    "not starting with a digit, 'aws' or 'ssm'",
-                )
+            _check_label(label)
             break
     key = Key(SSM, name, version=version, label=label,
               with_decryption=_flag(found, "withDecryption"))
-    return Read(key, _flag(found, "refreshNow"))
+    return Read(key, _flag(found, "refreshNow"), **_extras(found))  # type: ignore[arg-type]
 
 
 def _secret_read(secret_id: str, found: dict[str, str]) -> Read:
@@ -145,7 +189,7 @@ def _secret_read(secret_id: str, found: dict[str, str]) -> Read:
                           "without spaces")
     key = Key(SECRETS, secret_id, version_id=found.get("versionId"),
               version_stage=found.get("versionStage"))
-    return Read(key, _flag(found, "refreshNow"))
+    return Read(key, _flag(found, "refreshNow"), **_extras(found))  # type: ignore[arg-type]
 
 
 def secret_read(pairs: list[tuple[str, str]]) -> Read:
@@ -177,3 +221,90 @@ def secret_path_read(raw_id: str, pairs: list[tuple[str, str]]) -> Read:
     checked = _collect([("secretId", secret_id)], frozenset({"secretId"}))
     return _secret_read(checked["secretId"], found)
 
+
+
+def _check_label(label: str) -> None:
+    if not _LABEL.fullmatch(label) or _LABEL_RESERVED.match(label):
+        raise bad_request(
+            "InvalidParameterValue",
+            "query parameter 'label' must be 1-100 letters, digits, '.', '-' or '_', "
+            "not starting with a digit, 'aws' or 'ssm'",
+        )
+
+
+def _collect_group(pairs: list[tuple[str, str]], allowed: frozenset[str],
+                   listed: str) -> tuple[list[str], dict[str, str]]:
+    """The repeated ``listed`` key's values in order, and the other keys as ``_collect``."""
+    values: list[str] = []
+    rest: list[tuple[str, str]] = []
+    for name, value in pairs:
+        if name == listed:
+            values.append(_collect([(name, value)], frozenset({listed}))[listed])
+        else:
+            rest.append((name, value))
+    found = _collect(rest, allowed - {listed})
+    if not values:
+        raise bad_request("MissingParameter", f"query parameter {listed!r} is required")
+    if len(values) > MAX_BATCH:
+        raise bad_request("InvalidParameterValue",
+                          f"at most {MAX_BATCH} {listed!r} values are accepted in one read")
+    return values, found
+
+
+def _selected(entry: str, decrypt: bool) -> Key:
+    """``name``, ``name:3`` (a version) or ``name:label``; an ARN's own colons are not
+    selectors (only what follows ``:parameter/`` is looked at)."""
+    prefix = ""
+    if entry.startswith("arn:") and ":parameter/" in entry:
+        head, _, tail = entry.partition(":parameter/")
+        prefix, entry = head + ":parameter/", tail
+    name, sep, selector = entry.rpartition(":")
+    if not sep or not name or not selector or "/" in selector:
+        return Key(SSM, prefix + entry, with_decryption=decrypt)
+    if selector.isdigit():
+        if int(selector) < 1 or len(selector) > MAX_VERSION_DIGITS:
+            raise bad_request("InvalidParameterValue",
+                              f"the version in {(prefix + entry)[:128]!r} is invalid")
+        return Key(SSM, prefix + name, version=selector, with_decryption=decrypt)
+    _check_label(selector)
+    return Key(SSM, prefix + name, label=selector, with_decryption=decrypt)
+
+
+def parameter_batch_read(pairs: list[tuple[str, str]]) -> Read:
+    """``/systemsmanager/parameters/batch``."""
+    names, found = _collect_group(pairs, BATCH_KEYS, "name")
+    decrypt = _flag(found, "withDecryption")
+    keys = tuple(dict.fromkeys(_selected(name, decrypt) for name in names))
+    return Read(keys[0], _flag(found, "refreshNow"), SSM_BATCH_READ, keys,
+                **_extras(found, group=True))  # type: ignore[arg-type]
+
+
+def secret_batch_read(pairs: list[tuple[str, str]]) -> Read:
+    """``/secretsmanager/batch``."""
+    ids, found = _collect_group(pairs, SECRET_BATCH_KEYS, "secretId")
+    keys = tuple(dict.fromkeys(Key(SECRETS, secret_id) for secret_id in ids))
+    return Read(keys[0], _flag(found, "refreshNow"), SECRET_BATCH_READ, keys,
+                **_extras(found, group=True))  # type: ignore[arg-type]
+
+
+def path_read(pairs: list[tuple[str, str]]) -> Read:
+    """``/systemsmanager/parameters/path``: one cache entry keyed by every argument."""
+    found = _collect(pairs, PATH_KEYS)
+    path = _required(found, "path")
+    if not path.startswith("/"):
+        raise bad_request("InvalidParameterValue", "query parameter 'path' must start with '/'")
+    options: list[tuple[str, str]] = [("recursive", str(_flag(found, "recursive")).lower())]
+    if "type" in found:
+        if found["type"] not in PARAMETER_TYPES:
+            raise bad_request("InvalidParameterValue", "query parameter 'type' must be one of "
+                              + ", ".join(PARAMETER_TYPES))
+        options.append(("type", found["type"]))
+    if "keyId" in found:
+        options.append(("keyId", found["keyId"]))
+    if "label" in found:
+        _check_label(found["label"])
+        options.append(("label", found["label"]))
+    key = Key(SSM_PATH, path, with_decryption=_flag(found, "withDecryption"),
+              options=tuple(options))
+    return Read(key, _flag(found, "refreshNow"), PATH_READ,
+                **_extras(found, group=True))  # type: ignore[arg-type]

@@ -34,11 +34,13 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import NamedTuple
 
+from cachetools import LRUCache
+
 from sidecar import logs
 from sidecar.cache import Cache, Entry
 from sidecar.config import Settings
 from sidecar.errors import ApiError
-from sidecar.key import SECRETS, SSM, Key
+from sidecar.key import SECRETS, SSM, SSM_PATH, Key
 from sidecar.upstream import SECRETS_BATCH, SSM_BATCH, Upstream, batches, translate
 
 TTL_JITTER = 0.1
@@ -48,6 +50,7 @@ MAX_FAILURE_BACKOFF_SECS = 8.0
 # Wall clock minus monotonic clock moving by more than this means the process was frozen and
 # thawed (SnapStart restore) or the machine slept: entries from before are no longer fresh.
 RESTORE_JUMP_SECS = 2.0
+RECENT_DROPS = 4096
 
 HIT, MISS, STALE, BYPASS = "hit", "miss", "stale", "bypass"
 
@@ -88,20 +91,23 @@ class Resolver:
         self._stamp = 0
         self._running: Counter[Key] = Counter()  # fetches in progress, per key
         self._dropped: dict[Key, int] = {}  # last drop's stamp, while fetches of the key run
+        self._recent_drops: LRUCache[Key, int] = LRUCache(maxsize=RECENT_DROPS)
         ahead = settings.refresh_ahead
         self._refresh_ahead = ahead if 0.0 < ahead < 1.0 else None
 
     def caches(self, key: Key) -> bool:
-        return self._settings.caching_on() and self._ttl[key.service] > 0
+        return self._settings.caching_on() and self._ttl[key.limits()] > 0
 
     # -- reading ------------------------------------------------------------------------------
-    async def read(self, key: Key, refresh_now: bool = False) -> Answer:
+    async def read(self, key: Key, refresh_now: bool = False,
+                   max_age: int | None = None) -> Answer:
         if not self.caches(key):
-            return Answer(await self._fetch(key), MISS, 0)
-        if refresh_now:
+            return Answer((await self._fetch_group(key))[0] if key.service == SSM_PATH
+                          else await self._fetch(key), MISS, 0)
+        if refresh_now or (max_age is not None and not self._young(key, max_age)):
             # Its own call, never joined to one that started before the caller asked.
             refreshed = await self._fetch_and_store(key)
-            return Answer(refreshed.body, BYPASS, 0)
+            return Answer(refreshed.body, BYPASS if refresh_now else MISS, 0)
         hit = self.hit(key)
         if hit is not None:
             return hit
@@ -150,6 +156,11 @@ class Resolver:
         entry.last_read = now
         return Answer(entry.body, HIT, int(now - entry.fetched_at))
 
+    def _young(self, key: Key, max_age: int) -> bool:
+        """Whether the cached entry (if any) was fetched less than ``max_age`` seconds ago."""
+        entry = self.cache.peek(key)
+        return entry is not None and self._clock() - entry.fetched_at < max_age
+
     def _serves_stale(self, key: Key, entry: Entry, now: float) -> bool:
         """Whether a reader of this expired entry gets it at once instead of waiting for AWS."""
         if key in self._inflight:
@@ -184,10 +195,13 @@ class Resolver:
             self._dropped[key] = self._next_stamp()
 
     def _drop(self, key: Key) -> None:
-        """A definite answer: forget the key, and let no fetch that started before bring it back."""
+        """A definite answer: forget the key, and let no fetch that started before bring it back
+        (a group read's members included, which are not counted as running: hence the bounded
+        record of recent drops)."""
         self.cache.drop(key)
+        self._recent_drops[key] = self._next_stamp()
         if self._running[key]:
-            self._dropped[key] = self._next_stamp()
+            self._dropped[key] = self._stamp
 
     def _begin(self, key: Key) -> int:
         self._running[key] += 1
@@ -204,7 +218,7 @@ class Resolver:
         current = self.cache.peek(key)
         if current is not None and current.stamp > entry.stamp:
             return False
-        if self._dropped.get(key, 0) > entry.stamp:
+        if self._dropped.get(key, 0) > entry.stamp or self._recent_drops.get(key, 0) > entry.stamp:
             return False
         self.cache.put(key, entry)
         return True
@@ -242,40 +256,156 @@ class Resolver:
                 task.exception(), "code", type(task.exception()).__name__))
 
     def _deadline(self, key: Key) -> AbstractAsyncContextManager[object]:
-        seconds = self._timeout[key.service]
+        seconds = self._timeout[key.limits()]
         return asyncio.timeout(seconds) if seconds > 0 else nullcontext()
 
     async def _fetch(self, key: Key) -> bytes:
         """One upstream call within the key's timeout, queued behind the service's cap."""
         try:
-            async with self._deadline(key), self._slots[key.service]:
+            async with self._deadline(key), self._slots[key.limits()]:
                 return await self._upstream.fetch(key)
+        except TimeoutError as exc:
+            raise translate(exc) from None
+
+    async def _fetch_group(self, key: Key) -> tuple[bytes, dict[Key, bytes]]:
+        """A path read: its body and its members' single-read bodies."""
+        try:
+            async with self._deadline(key), self._slots[key.limits()]:
+                return await self._upstream.fetch_path(key)
         except TimeoutError as exc:
             raise translate(exc) from None
 
     async def _fetch_and_store(self, key: Key) -> Entry:
         stamp = self._begin(key)
         started = self._clock()
+        members: dict[Key, bytes] = {}
         try:
             try:
-                body = await self._fetch(key)
+                if key.service == SSM_PATH:
+                    body, members = await self._fetch_group(key)
+                else:
+                    body = await self._fetch(key)
             except ApiError as exc:
                 self._failed(key, stamp, exc)
                 raise
-            entry = self._entry(key, body, fetch_secs=self._clock() - started, stamp=stamp)
+            fetch_secs = self._clock() - started
+            entry = self._entry(key, body, fetch_secs=fetch_secs, stamp=stamp)
             self._store(key, entry)
+            for member, member_body in members.items():  # each warms its single-read key
+                if self.caches(member):
+                    self._store(member, self._entry(member, member_body, fetch_secs, stamp))
             return entry
         finally:
             self._end(key)
 
     def _entry(self, key: Key, body: bytes, fetch_secs: float, stamp: int) -> Entry:
         now = self._clock()
-        life = self._ttl[key.service] * (1.0 - TTL_JITTER * self._jitter())
+        life = self._ttl[key.limits()] * (1.0 - TTL_JITTER * self._jitter())
         refresh_at = now + life * self._refresh_ahead if self._refresh_ahead else math.inf
         return Entry(body=body, fetched_at=now, fresh_until=now + life, refresh_at=refresh_at,
                      keep_until=now + life + self._settings.stale_if_error_secs,
                      lead=max(MIN_REFRESH_LEAD_SECS, 2 * fetch_secs), last_read=now,
                      stamp=stamp)
+
+    # -- group reads --------------------------------------------------------------------------
+    async def read_many(self, keys: tuple[Key, ...], refresh_now: bool = False,
+                        max_age: int | None = None) -> list[Answer | ApiError]:
+        """Answers for ``keys`` (one service), in order: each member is its single-read entry.
+
+        Fresh members are hits; members in flight are joined; the rest are claimed (so that
+        concurrent reads join them) and fetched with the batch API, only them. A member AWS
+        does not have comes back as its ``ApiError``; so does one whose whole call failed with
+        nothing stale to serve.
+        """
+        loop = asyncio.get_running_loop()
+        answers: dict[Key, Answer | ApiError] = {}
+        waits: dict[Key, asyncio.Future[Entry]] = {}
+        stale: dict[Key, Entry] = {}
+        claims: dict[Key, asyncio.Future[Entry]] = {}
+        now = self._clock()
+        for key in keys:
+            cached = self.caches(key)
+            if cached and not refresh_now and (max_age is None or self._young(key, max_age)):
+                hit = self.hit(key)
+                if hit is not None:
+                    answers[key] = hit
+                    continue
+                entry = self.cache.get(key)
+                if entry is not None and now < entry.keep_until:
+                    stale[key] = entry
+                    if self._serves_stale(key, entry, now):
+                        answers[key] = Answer(entry.body, STALE, int(now - entry.fetched_at))
+                        continue
+                flight = self._inflight.get(key)
+                if flight is not None:
+                    waits[key] = flight
+                    continue
+            claims[key] = waits[key] = loop.create_future()
+            if cached:
+                self._inflight[key] = claims[key]
+        service = keys[0].service
+        size = SSM_BATCH if service == SSM else SECRETS_BATCH
+        calls = [loop.create_task(self._group_batch(service, batch, claims))
+                 for batch in batches(list(claims), size)]
+        for key, waiting in waits.items():
+            try:
+                entry = await asyncio.shield(waiting)
+                answers[key] = Answer(entry.body, BYPASS if refresh_now else MISS,
+                                      int(self._clock() - entry.fetched_at))
+            except _NotInBatch:
+                answers[key] = await self._single_or_error(key)
+            except ApiError as exc:
+                held = stale.get(key)
+                if exc.transient and held is not None and self.cache.peek(key) is held \
+                        and self._clock() < held.keep_until:
+                    answers[key] = Answer(held.body, STALE, int(self._clock() - held.fetched_at))
+                else:
+                    answers[key] = exc
+        await asyncio.gather(*calls, return_exceptions=True)
+        return [answers[key] for key in keys]
+
+    async def _single_or_error(self, key: Key) -> Answer | ApiError:
+        try:
+            return await self.read(key)
+        except ApiError as exc:
+            return exc
+
+    async def _group_batch(self, service: str, batch: list[Key],
+                           claims: dict[Key, asyncio.Future[Entry]]) -> None:
+        started = self._clock()
+        stamps = {key: self._begin(key) for key in batch}
+        try:
+            try:
+                async with self._slots[service]:
+                    if service == SSM:
+                        found, errors = await self._upstream.fetch_parameters_and_errors(batch)
+                    else:
+                        found, errors = await self._upstream.fetch_secrets_and_errors(batch)
+            except Exception as exc:
+                error = translate(exc)
+                for key in batch:
+                    self._failed(key, stamps[key], error)
+                    self._settle(key, claims[key], None, error)
+                return
+            for key in batch:
+                body = found.get(key)
+                if body is None:
+                    error = errors.get(key) or ApiError(
+                        400, "ParameterNotFound" if service == SSM else
+                        "ResourceNotFoundException", f"{key.describe()[:256]!r} was not returned")
+                    self._failed(key, stamps[key], error)
+                    self._settle(key, claims[key], None, error)
+                    continue
+                entry = self._entry(key, body, fetch_secs=self._clock() - started,
+                                    stamp=stamps[key])
+                if self.caches(key):
+                    self._store(key, entry)
+                self._settle(key, claims[key], entry, None)
+        finally:
+            for key in batch:
+                self._end(key)
+                if not claims[key].done():  # cancelled midway: release the claim
+                    self._settle(key, claims[key], None, _NotInBatch())
 
     # -- prefetch -----------------------------------------------------------------------------
     def begin_prefetch(self, keys: tuple[Key, ...]) -> asyncio.Task[None]:

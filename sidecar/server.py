@@ -12,12 +12,17 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from sidecar import logs
+from sidecar import logs, render
 from sidecar.admission import GuardedServer
 from sidecar.errors import ApiError, bad_request
 from sidecar.query import (
+    PATH_READ,
+    SINGLE,
     Read,
+    parameter_batch_read,
     parameter_read,
+    path_read,
+    secret_batch_read,
     secret_read,
     secret_short_read,
     split_query,
@@ -41,6 +46,9 @@ ROUTES: dict[str, Parser] = {
     "/parameters/get": parameter_read,
     "/secretsmanager/get": secret_read,
     "/secrets/get": secret_short_read,
+    "/systemsmanager/parameters/batch": parameter_batch_read,
+    "/systemsmanager/parameters/path": path_read,
+    "/secretsmanager/batch": secret_batch_read,
 }
 SECRET_PATH_PREFIX = "/v1/"
 
@@ -91,10 +99,13 @@ class Api:
                 response = outcome
             else:
                 read = outcome
-                answer = None if read.refresh_now else self._resolver.hit(read.key)
-                if answer is None:
-                    answer = await self._resolver.read(read.key, read.refresh_now)
-                response = answer_response(answer)
+                if read.plain:
+                    answer = None if read.refresh_now else self._resolver.hit(read.key)
+                    if answer is None:
+                        answer = await self._resolver.read(read.key, read.refresh_now)
+                    response = answer_response(answer)
+                else:
+                    response = await self._extended(read)
         except ApiError as exc:
             response = error_response(exc)
             # The traceback and the SDK exception behind it hold frames, responses and requests;
@@ -109,6 +120,24 @@ class Api:
                        cache=response.headers.get("X-Cache", "-"),
                        ms=round((time.perf_counter() - started) * 1000, 3))
         return response
+
+    async def _extended(self, read: Read) -> web.Response:
+        """Group reads, ``maxAge`` and transforms: off the hit path, same cache."""
+        if read.kind in (SINGLE, PATH_READ):
+            answer = await self._resolver.read(read.key, read.refresh_now, read.max_age)
+            state, age = answer.state, answer.age
+            if read.kind == PATH_READ:
+                body, content_type = render.path(read, answer), _JSON
+            elif read.transform is None and read.json_key is None:
+                body, content_type = answer.body, _JSON
+            else:
+                body, content_type = render.single(read, answer)
+        else:
+            answers = await self._resolver.read_many(read.keys, read.refresh_now, read.max_age)
+            body, content_type = render.batch(read, answers), _JSON
+            state, age = render.group_state(read, answers)
+        return web.Response(body=body, headers={"Content-Type": content_type, "X-Cache": state,
+                                                "Age": str(age)})
 
     def _admit(self, request: web.BaseRequest) -> Read | web.Response:
         """The SPEC's checks in the SPEC's order; the read to serve, or /ping's answer."""

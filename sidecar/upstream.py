@@ -41,6 +41,9 @@ from sidecar.key import SECRETS, SSM, Key
 # Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
 TOTAL_ATTEMPTS = 3
 SSM_BATCH = 10  # GetParameters takes at most 10 names
+PATH_PAGE = 10  # GetParametersByPath returns at most 10 a page
+MAX_PATH_PAGES = 100
+MAX_PATH_BYTES = 4 * 1024 * 1024
 SECRETS_BATCH = 20  # BatchGetSecretValue takes at most 20 ids
 _THROTTLING = frozenset({
     "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
@@ -243,6 +246,11 @@ class Upstream:
             raise translate(exc) from None
 
     async def fetch_parameters(self, keys: list[Key]) -> dict[Key, bytes]:
+        found, _ = await self.fetch_parameters_and_errors(keys)
+        return found
+
+    async def fetch_parameters_and_errors(
+            self, keys: list[Key]) -> tuple[dict[Key, bytes], dict[Key, ApiError]]:
         """GetParameters for up to 10 keys sharing ``with_decryption``; found ones only.
 
         The keys must have distinct names (see ``batches``): an answer is matched back to its
@@ -259,10 +267,20 @@ class Upstream:
             if key is None or not _selector_matches(key, parameter):
                 continue
             found[key] = render_parameter(parameter)
-        return found
+        invalid = set(response.get("InvalidParameters", []))
+        errors = {key: ApiError(400, "ParameterNotFound", f"parameter {key.ssm_name()[:256]!r} "
+                                "not found") for key in keys
+                  if key not in found and key.ssm_name() in invalid}
+        return found, errors
 
     async def fetch_secrets(self, keys: list[Key]) -> dict[Key, bytes]:
         """BatchGetSecretValue for up to 20 plain (no version selector) keys; found ones only."""
+        found, _ = await self.fetch_secrets_and_errors(keys)
+        return found
+
+    async def fetch_secrets_and_errors(
+            self, keys: list[Key]) -> tuple[dict[Key, bytes], dict[Key, ApiError]]:
+        """BatchGetSecretValue; answers by the id asked with, and AWS's error for each id."""
         wanted = {key.name: key for key in keys}
         response = await self._call(
             SECRETS, "batch_get_secret_value", f"{len(keys)} ids", SecretIdList=list(wanted),
@@ -272,7 +290,68 @@ class Upstream:
             for candidate in (secret.get("Name"), secret.get("ARN")):
                 if candidate in wanted:
                     found[wanted[candidate]] = render_secret(secret)
-        return found
+        errors: dict[Key, ApiError] = {}
+        for error in response.get("Errors", []):
+            key = wanted.get(str(error.get("SecretId", "")))
+            if key is not None and key not in found:
+                code = str(error.get("ErrorCode") or "InternalFailure")
+                errors[key] = ApiError(400, code, _clean_message(
+                    code, str(error.get("Message") or code), 400), transient=code in _THROTTLING)
+        return found, errors
+
+    async def fetch_path(self, key: Key) -> tuple[bytes, dict[Key, bytes]]:
+        """Every page of GetParametersByPath (bounded), and the single-read body of each
+        parameter (none with a Label filter, which may pick another version)."""
+        options = dict(key.options)
+        kwargs: dict[str, Any] = {"Path": key.name, "Recursive": options["recursive"] == "true",
+                                  "WithDecryption": key.with_decryption, "MaxResults": PATH_PAGE}
+        filters = [{"Key": name, "Option": "Equals", "Values": [options[field]]}
+                   for field, name in (("type", "Type"), ("keyId", "KeyId"), ("label", "Label"))
+                   if field in options]
+        if filters:
+            kwargs["ParameterFilters"] = filters
+        parameters: list[dict[str, Any]] = []
+        size = 0
+        try:
+            for _page in range(MAX_PATH_PAGES):
+                response = await self._call(SSM, "get_parameters_by_path", key.describe(),
+                                            **kwargs)
+                for parameter in response.get("Parameters", []):
+                    shaped = shape_parameter(parameter)
+                    size += len(_dumps(shaped))
+                    parameters.append(shaped)
+                if size > MAX_PATH_BYTES:
+                    raise ApiError(400, "TooManyParameters", f"the parameters under this path "
+                                   f"are over {MAX_PATH_BYTES // 1024 // 1024} MB; read a "
+                                   "narrower path")
+                token = response.get("NextToken")
+                if not token:
+                    break
+                kwargs["NextToken"] = token
+            else:
+                raise ApiError(400, "TooManyParameters", f"more than {MAX_PATH_PAGES} pages of "
+                               f"{PATH_PAGE} parameters under this path; read a narrower path")
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from None
+        members: dict[Key, bytes] = {}
+        if "label" not in options:
+            for shaped in parameters:
+                member = Key(SSM, str(shaped.get("Name")), with_decryption=key.with_decryption)
+                members[member] = _dumps({"Parameter": shaped, "ResultMetadata": {}})
+        return _dumps({"Parameters": parameters, "ResultMetadata": {}}), members
+
+
+_TAIL = b',"ResultMetadata":{}}'
+
+
+def member_json(body: bytes, kind: str) -> bytes:
+    """A cached single-read body as a group member: the parameter object, or the secret's
+    fields without ``ResultMetadata`` (bytes sliced, not re-serialised: we rendered them)."""
+    if kind == SSM:
+        return body[len(b'{"Parameter":'):-len(_TAIL)]
+    return body[:-len(_TAIL)] + b"}"
 
 
 def parameter_identity(name: str) -> str:

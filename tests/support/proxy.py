@@ -56,7 +56,7 @@ class Call:
 
 def _names(body: dict[str, Any]) -> list[str]:
     names: list[str] = []
-    for field_name in ("Name", "SecretId"):
+    for field_name in ("Name", "SecretId", "Path"):
         if isinstance(body.get(field_name), str):
             names.append(body[field_name])
     for field_name in ("Names", "SecretIdList"):

@@ -1,0 +1,100 @@
+"""Answers for the reads beyond single AWS JSON: transformed single values and group reads.
+
+The plain single read never comes here: its cached bytes are the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sidecar import transform
+from sidecar.errors import ApiError
+from sidecar.key import SECRETS, SSM, Key
+from sidecar.query import PATH_READ, SECRET_BATCH_READ, SSM_BATCH_READ, Read
+from sidecar.resolver import BYPASS, HIT, MISS, STALE, Answer
+from sidecar.transform import Rendered
+from sidecar.upstream import member_json
+
+_JSON = "application/json"
+_NOT_FOUND = frozenset({"ParameterNotFound", "ParameterVersionNotFound",
+                        "ResourceNotFoundException"})
+
+
+def single(read: Read, answer: Answer) -> Rendered:
+    """A single read with ``transform`` or ``jsonKey``."""
+    document = json.loads(answer.body)
+    if read.key.service == SSM:
+        parameter = document["Parameter"]
+        return transform.single(parameter.get("Value"), None, read.key.name, read.transform,
+                                read.json_key)
+    return transform.single(document.get("SecretString"), document.get("SecretBinary"),
+                            read.key.name, read.transform, read.json_key)
+
+
+def _transformed(member: bytes, field: str, name: str, read: Read) -> bytes:
+    how = transform.effective(read.transform, name, group=True)
+    if how is None and read.json_key is None:
+        return member
+    document: dict[str, Any] = json.loads(member)
+    document[field] = transform.value_of(document.get(field), None, name, how, read.json_key)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def group_state(read: Read, answers: Sequence[Answer | ApiError]) -> tuple[str, int]:
+    states = [a.state for a in answers if isinstance(a, Answer)]
+    ages = [a.age for a in answers if isinstance(a, Answer)]
+    if read.refresh_now:
+        state = BYPASS
+    elif STALE in states:
+        state = STALE
+    elif states and all(s == HIT for s in states):
+        state = HIT
+    else:
+        state = MISS
+    return state, max(ages, default=0)
+
+
+def batch(read: Read, answers: Sequence[Answer | ApiError]) -> bytes:
+    """``/systemsmanager/parameters/batch`` and ``/secretsmanager/batch`` bodies."""
+    found: list[bytes] = []
+    missing: list[Key] = []
+    errors: list[dict[str, str]] = []
+    for key, answer in zip(read.keys, answers, strict=True):
+        if isinstance(answer, ApiError):
+            if answer.code not in _NOT_FOUND and read.kind == SSM_BATCH_READ:
+                raise answer
+            if read.kind == SSM_BATCH_READ:
+                missing.append(key)
+            else:
+                errors.append({"SecretId": key.name, "ErrorCode": answer.code,
+                               "Message": answer.message})
+            continue
+        if read.kind == SSM_BATCH_READ:
+            found.append(_transformed(member_json(answer.body, SSM), "Value", key.name, read))
+        else:
+            found.append(_transformed(member_json(answer.body, SECRETS), "SecretString",
+                                      key.name, read))
+    listed = b"[" + b",".join(found) + b"]"
+    if read.kind == SSM_BATCH_READ:
+        invalid = json.dumps([key.ssm_name() for key in missing]).encode()
+        return (b'{"Parameters":' + listed + b',"InvalidParameters":' + invalid
+                + b',"ResultMetadata":{}}')
+    assert read.kind == SECRET_BATCH_READ
+    return (b'{"SecretValues":' + listed + b',"Errors":'
+            + json.dumps(errors, separators=(",", ":")).encode() + b',"ResultMetadata":{}}')
+
+
+def path(read: Read, answer: Answer) -> bytes:
+    """``/systemsmanager/parameters/path``: the cached body, members transformed if asked."""
+    assert read.kind == PATH_READ
+    if read.transform is None and read.json_key is None:
+        return answer.body
+    document = json.loads(answer.body)
+    parameters = []
+    for parameter in document["Parameters"]:
+        member = json.dumps(parameter).encode()
+        parameters.append(json.loads(_transformed(member, "Value", str(parameter["Name"]), read)))
+    document["Parameters"] = parameters
+    return json.dumps(document, separators=(",", ":")).encode()
