@@ -291,6 +291,44 @@ async def _gain(aws_url: str, port: int, samples: int) -> dict[str, float]:
             "speedup": round(direct_p50 / daemon_p50, 1)}
 
 
+async def _batch_vs_singles(port: int, samples: int) -> dict[str, float]:
+    names = [f"/bench/batch/{index}" for index in range(10)]
+    batch_path = "/systemsmanager/parameters/batch?" + "&".join(f"name={n}" for n in names)
+    base = f"http://127.0.0.1:{port}"
+    batch_times: list[float] = []
+    single_times: list[float] = []
+    async with aiohttp.ClientSession(headers={TOKEN_HEADER: TOKEN}) as session:
+        async def get(path: str) -> None:
+            async with session.get(base + path) as response:
+                assert response.status == 200, response.status
+                await response.read()
+
+        await get(batch_path)  # warm every member
+        for _ in range(samples):
+            started = time.perf_counter()
+            await get(batch_path)
+            batch_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            for name in names:
+                await get(parameter_path(name))
+            single_times.append(time.perf_counter() - started)
+    batch_ms = statistics.median(batch_times) * 1000
+    singles_ms = statistics.median(single_times) * 1000
+    return {"batch_10_warm_p50_ms": round(batch_ms, 3),
+            "singles_10_warm_p50_ms": round(singles_ms, 3),
+            "singles_over_batch": round(singles_ms / batch_ms, 1)}
+
+
+def batch_vs_singles(samples: int) -> dict[str, float]:
+    aws = FakeAwsThread()
+    port = free_port()
+    daemon = start_daemon(daemon_env(aws.url, port), cpu=0)
+    try:
+        return asyncio.run(_batch_vs_singles(port, samples))
+    finally:
+        stop(daemon)
+
+
 def gain(samples: int) -> dict[str, float]:
     aws = FakeAwsThread()
     port = free_port()
@@ -369,6 +407,13 @@ def report(results: dict[str, Any]) -> str:
               f"| after {mem['misses']:,} distinct misses | {mem['after_misses_mb']} | "
               f"within 10 of the line above "
               f"{check('', mem['flood_growth_mb'] <= TARGETS['flood_growth_mb'])} |"]
+    grouped = results.get("batch")
+    if grouped:
+        lines += ["", "**Group reads** (one connection, warm cache, median of 300)", "",
+                  "| read | ms |", "|---|---|",
+                  f"| one batch of 10 names | {grouped['batch_10_warm_p50_ms']} |",
+                  f"| 10 single reads of the same names | {grouped['singles_10_warm_p50_ms']} "
+                  f"({grouped['singles_over_batch']}x the batch) |"]
     bad = results.get("hostile")
     if bad:
         lines += ["", f"**Hostile local clients** ({bad['connections']:,} idle or half-open "
@@ -433,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     results["economy"] = economy(20 if args.quick else 60)
     print("bench: what users gain", flush=True)
     results["gain"] = gain(200)
+    print("bench: a warm batch of 10 beside 10 warm single reads", flush=True)
+    results["batch"] = batch_vs_singles(300)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(report(results))
     return 0

@@ -22,8 +22,9 @@ TARGET = REPO / "sidecar" / "botocore_data"
 OPERATIONS = {
     "ssm": ["GetParameter", "GetParameters", "GetParametersByPath"],
     "secretsmanager": ["GetSecretValue", "BatchGetSecretValue"],
+    "s3": ["GetObject"],
 }
-ENDPOINT_SERVICES = {"ssm", "secretsmanager", "sts"}
+ENDPOINT_SERVICES = {"ssm", "secretsmanager", "sts", "s3"}
 
 
 def reachable_shapes(model: dict[str, Any], operations: list[str]) -> set[str]:

@@ -41,6 +41,8 @@ class Entry:
     # When a refresh-ahead of this entry started (0: none): while it runs late, readers get
     # this body as stale rather than wait for AWS.
     refresh_started: float = 0.0
+    # Response headers kept with the body (S3: Content-Type, ETag, Last-Modified).
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 def _body_size(entry: Entry) -> int:

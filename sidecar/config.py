@@ -35,6 +35,8 @@ MAX_PREFETCH_WAIT_MILLIS = 60_000
 # Where INIT is off the request path, holding INIT for prefetch costs users nothing.
 INIT_OFF_REQUEST_PATH = ("provisioned-concurrency", "snap-start")
 MANAGED_INSTANCES = "lambda-managed-instances"
+DEFAULT_S3_MAX_OBJECT_BYTES = 1024 * 1024
+MAX_S3_MAX_OBJECT_BYTES = 100 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -67,6 +69,9 @@ class Settings:
     initialization_type: str = ""
     prefetch_wait: bool = False
     prefetch_wait_ms: int = DEFAULT_PREFETCH_WAIT_MILLIS
+    s3_ttl: int = 300
+    s3_timeout_ms: int = 0
+    s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
 
     def managed_instances(self) -> bool:
         return self.initialization_type == MANAGED_INSTANCES
@@ -94,6 +99,8 @@ class Settings:
             "prefetch_wait_ms": self.prefetch_wait_ms if self.prefetch_wait else 0,
             "max_inbound_connections": self.max_inbound_connections,
             "shutdown_grace_secs": self.shutdown_grace_secs,
+            "s3_ttl_secs": self.s3_ttl,
+            "s3_max_object_bytes": self.s3_max_object_bytes,
             "log_level": self.log_level,
             "log_format": self.log_format,
             "region": self.region or "(botocore default)",
@@ -287,4 +294,9 @@ def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
             wait_choice == "auto" and initialization_type in INIT_OFF_REQUEST_PATH)),
         prefetch_wait_ms=_int(env, "PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT_MILLIS",
                               DEFAULT_PREFETCH_WAIT_MILLIS, 0, MAX_PREFETCH_WAIT_MILLIS),
+        s3_ttl=_ttl(env, "PARAMETERS_SECRETS_EXTENSION_S3_TTL", shared_ttl, warnings),
+        s3_timeout_ms=_int(env, "PARAMETERS_SECRETS_EXTENSION_S3_TIMEOUT_MILLIS", 0, 0,
+                           MAX_TIMEOUT_MILLIS),
+        s3_max_object_bytes=_int(env, "PARAMETERS_SECRETS_EXTENSION_S3_MAX_OBJECT_BYTES",
+                                 DEFAULT_S3_MAX_OBJECT_BYTES, 1, MAX_S3_MAX_OBJECT_BYTES),
     ), warnings

@@ -7,6 +7,7 @@ from typing import NamedTuple
 SSM = "ssm"
 SECRETS = "secretsmanager"
 SSM_PATH = "ssm-path"  # a GetParametersByPath answer, cached whole (SSM's TTL and limits)
+S3 = "s3"  # an object's bytes; ``options`` holds the bucket and the object key
 
 
 class Key(NamedTuple):
@@ -41,5 +42,7 @@ class Key(NamedTuple):
             return self.ssm_name() + (" (decrypted)" if self.with_decryption else "")
         if self.service == SSM_PATH:
             return f"path {self.name}" + "".join(f" {k}={v}" for k, v in self.options)
+        if self.service == S3:
+            return self.name + (f"?versionId={self.version_id}" if self.version_id else "")
         selector = self.version_id or self.version_stage
         return f"{self.name}@{selector}" if selector else self.name

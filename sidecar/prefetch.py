@@ -1,10 +1,12 @@
 """The prefetch list syntax (``PARAMETERS_SECRETS_EXTENSION_PREFETCH``).
 
-A comma-separated list of items, each ``ssm:<name>`` or ``secret:<id>``, optionally followed by
-``?`` and the same query keys the HTTP API takes, for example::
+A comma-separated list of items, each ``ssm:<name>``, ``secret:<id>``, ``path:<path>`` (a path
+read) or ``s3:<bucket>/<key>``, optionally followed by ``?`` and the same query keys the HTTP
+API takes, for example::
 
     ssm:/app/db/host,ssm:/app/db/password?withDecryption=true,ssm:/app/flag?label=prod,
-    secret:prod/db,secret:prod/api?versionStage=AWSPREVIOUS
+    secret:prod/db,secret:prod/api?versionStage=AWSPREVIOUS,path:/app/config/?recursive=true,
+    s3:my-bucket/config/app.json
 
 Each item becomes exactly the cache key a later HTTP read of it builds, so that read is a hit.
 No parameter name, secret name or ARN can hold a comma, so the list needs no escaping.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from sidecar.errors import ApiError
 from sidecar.key import Key
-from sidecar.query import parameter_read, secret_read, split_query
+from sidecar.query import parameter_read, path_read, s3_read, secret_read, split_query
 
 PrefetchItem = Key
 MAX_ITEMS = 1000
@@ -31,19 +33,26 @@ def parse_prefetch(raw: str) -> tuple[Key, ...]:
         if not item:
             continue
         kind, sep, rest = item.partition(":")
-        if not sep or kind not in ("ssm", "secret"):
+        if not sep or kind not in ("ssm", "secret", "path", "s3"):
             raise PrefetchSyntaxError(
-                f"item {position} ({item[:80]!r}) must start with 'ssm:' or 'secret:'"
+                f"item {position} ({item[:80]!r}) must start with 'ssm:', 'secret:', 'path:' "
+                "or 's3:'"
             )
         target, _, query = rest.partition("?")
         if not target:
             raise PrefetchSyntaxError(f"item {position} ({item[:80]!r}) has no name")
         try:
             # The name is percent-decoded like any query value (no valid name holds a "%").
-            pairs = split_query(f"{'name' if kind == 'ssm' else 'secretId'}={target}&{query}")
-            if any(name == "refreshNow" for name, _ in pairs):
-                raise PrefetchSyntaxError(f"item {position}: refreshNow has no meaning here")
-            read = parameter_read(pairs) if kind == "ssm" else secret_read(pairs)
+            if kind == "s3":
+                bucket, _, object_key = target.partition("/")
+                target = f"{bucket}&key={object_key}"
+            first = {"ssm": "name", "secret": "secretId", "path": "path", "s3": "bucket"}[kind]
+            pairs = split_query(f"{first}={target}&{query}")
+            if any(name in ("refreshNow", "maxAge", "transform", "jsonKey") for name, _ in pairs):
+                raise PrefetchSyntaxError(f"item {position}: only selectors have a meaning here")
+            parse = {"ssm": parameter_read, "secret": secret_read, "path": path_read,
+                     "s3": s3_read}[kind]
+            read = parse(pairs)
         except ApiError as exc:
             raise PrefetchSyntaxError(f"item {position} ({item[:80]!r}): {exc.message}") from None
         keys[read.key] = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from sidecar.errors import bad_request
-from sidecar.key import SECRETS, SSM, SSM_PATH, Key
+from sidecar.key import S3, SECRETS, SSM, SSM_PATH, Key
 from sidecar.transform import GROUP_TRANSFORMS, TRANSFORMS
 
 MAX_NAME_CHARS = 2048
@@ -35,10 +35,14 @@ BATCH_KEYS = frozenset({"name", "withDecryption", "refreshNow"}) | EXTRA_KEYS
 SECRET_BATCH_KEYS = frozenset({"secretId", "refreshNow"}) | EXTRA_KEYS
 PATH_KEYS = frozenset({"path", "recursive", "withDecryption", "type", "keyId", "label",
                        "refreshNow"}) | EXTRA_KEYS
+S3_KEYS = frozenset({"bucket", "key", "versionId", "refreshNow", "maxAge"})
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+MAX_OBJECT_KEY_BYTES = 1024
 MAX_BATCH = 100
 MAX_AGE_SECS = 86400
 PARAMETER_TYPES = ("String", "StringList", "SecureString")
 SINGLE, SSM_BATCH_READ, SECRET_BATCH_READ, PATH_READ = "single", "ssm-batch", "secret-batch", "path"
+S3_READ = "s3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,3 +312,19 @@ def path_read(pairs: list[tuple[str, str]]) -> Read:
               options=tuple(options))
     return Read(key, _flag(found, "refreshNow"), PATH_READ,
                 **_extras(found, group=True))  # type: ignore[arg-type]
+
+
+def s3_read(pairs: list[tuple[str, str]]) -> Read:
+    """``/s3/get``: an object's bytes (S3's naming rules checked before any call)."""
+    found = _collect(pairs, S3_KEYS)
+    bucket, key = _required(found, "bucket"), _required(found, "key")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise bad_request("InvalidParameterValue", "query parameter 'bucket' is not a valid S3 "
+                          "bucket name (3-63 lowercase letters, digits, '.' and '-')")
+    if len(key.encode()) > MAX_OBJECT_KEY_BYTES:
+        raise bad_request("InvalidParameterValue",
+                          f"query parameter 'key' is longer than {MAX_OBJECT_KEY_BYTES} bytes")
+    cache_key = Key(S3, f"s3://{bucket}/{key}", version_id=found.get("versionId"),
+                    options=(("bucket", bucket), ("key", key)))
+    return Read(cache_key, _flag(found, "refreshNow"), S3_READ,
+                **_extras(found))  # type: ignore[arg-type]

@@ -40,8 +40,15 @@ from sidecar import logs
 from sidecar.cache import Cache, Entry
 from sidecar.config import Settings
 from sidecar.errors import ApiError
-from sidecar.key import SECRETS, SSM, SSM_PATH, Key
-from sidecar.upstream import SECRETS_BATCH, SSM_BATCH, Upstream, batches, translate
+from sidecar.key import S3, SECRETS, SSM, SSM_PATH, Key
+from sidecar.upstream import (
+    SECRETS_BATCH,
+    SSM_BATCH,
+    NotModified,
+    Upstream,
+    batches,
+    translate,
+)
 
 TTL_JITTER = 0.1
 MIN_REFRESH_LEAD_SECS = 0.05
@@ -59,6 +66,7 @@ class Answer(NamedTuple):
     body: bytes
     state: str
     age: int
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 class _NotInBatch(Exception):
@@ -82,11 +90,12 @@ class Resolver:
         self._wall_offset = wall() - clock()
         self.cache = Cache(settings.cache_items if settings.caching_on() else 0,
                            settings.cache_bytes, on_evict=self._evicted)
-        self._ttl = {SSM: settings.ssm_ttl, SECRETS: settings.secrets_ttl}
+        self._ttl = {SSM: settings.ssm_ttl, SECRETS: settings.secrets_ttl, S3: settings.s3_ttl}
         self._timeout = {SSM: settings.ssm_timeout_ms / 1000,
-                         SECRETS: settings.secrets_timeout_ms / 1000}
-        self._slots = {SSM: asyncio.Semaphore(settings.max_connections),
-                       SECRETS: asyncio.Semaphore(settings.max_connections)}
+                         SECRETS: settings.secrets_timeout_ms / 1000,
+                         S3: settings.s3_timeout_ms / 1000}
+        self._slots = {service: asyncio.Semaphore(settings.max_connections)
+                       for service in (SSM, SECRETS, S3)}
         self._inflight: dict[Key, asyncio.Future[Entry]] = {}
         self._stamp = 0
         self._running: Counter[Key] = Counter()  # fetches in progress, per key
@@ -102,12 +111,16 @@ class Resolver:
     async def read(self, key: Key, refresh_now: bool = False,
                    max_age: int | None = None) -> Answer:
         if not self.caches(key):
-            return Answer((await self._fetch_group(key))[0] if key.service == SSM_PATH
-                          else await self._fetch(key), MISS, 0)
+            if key.service == SSM_PATH:
+                return Answer((await self._fetch_group(key))[0], MISS, 0)
+            if key.service == S3:
+                body, meta = await self._fetch_object(key, None)
+                return Answer(body, MISS, 0, meta)
+            return Answer(await self._fetch(key), MISS, 0)
         if refresh_now or (max_age is not None and not self._young(key, max_age)):
             # Its own call, never joined to one that started before the caller asked.
             refreshed = await self._fetch_and_store(key)
-            return Answer(refreshed.body, BYPASS if refresh_now else MISS, 0)
+            return Answer(refreshed.body, BYPASS if refresh_now else MISS, 0, refreshed.meta)
         hit = self.hit(key)
         if hit is not None:
             return hit
@@ -118,7 +131,7 @@ class Resolver:
                 self.cache.drop(key)
                 entry = None
             elif self._serves_stale(key, entry, now):
-                return Answer(entry.body, STALE, int(now - entry.fetched_at))
+                return Answer(entry.body, STALE, int(now - entry.fetched_at), entry.meta)
         while True:
             try:
                 if self._settings.coalesce:
@@ -134,9 +147,10 @@ class Resolver:
                 # dropped it meanwhile is final.
                 if exc.transient and entry is not None and self.cache.peek(key) is entry \
                         and self._clock() < entry.keep_until:
-                    return Answer(entry.body, STALE, int(self._clock() - entry.fetched_at))
+                    return Answer(entry.body, STALE, int(self._clock() - entry.fetched_at),
+                                  entry.meta)
                 raise
-            return Answer(fresh.body, MISS, int(self._clock() - fresh.fetched_at))
+            return Answer(fresh.body, MISS, int(self._clock() - fresh.fetched_at), fresh.meta)
 
     def hit(self, key: Key) -> Answer | None:
         """The answer from a fresh entry, or None. No awaiting: the server calls it first."""
@@ -154,7 +168,7 @@ class Resolver:
             entry.refresh_started = now
             self._start_fetch(key)
         entry.last_read = now
-        return Answer(entry.body, HIT, int(now - entry.fetched_at))
+        return Answer(entry.body, HIT, int(now - entry.fetched_at), entry.meta)
 
     def _young(self, key: Key, max_age: int) -> bool:
         """Whether the cached entry (if any) was fetched less than ``max_age`` seconds ago."""
@@ -275,14 +289,31 @@ class Resolver:
         except TimeoutError as exc:
             raise translate(exc) from None
 
+    async def _fetch_object(self, key: Key,
+                            held: Entry | None) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        """An S3 object, revalidated by its ETag when ``held`` has one (a 304 keeps the body)."""
+        etag = dict(held.meta).get("ETag") if held is not None else None
+        try:
+            async with self._deadline(key), self._slots[S3]:
+                return await self._upstream.fetch_object(
+                    key, etag, self._settings.s3_max_object_bytes)
+        except NotModified:
+            assert held is not None
+            return held.body, held.meta
+        except TimeoutError as exc:
+            raise translate(exc) from None
+
     async def _fetch_and_store(self, key: Key) -> Entry:
         stamp = self._begin(key)
         started = self._clock()
         members: dict[Key, bytes] = {}
+        meta: tuple[tuple[str, str], ...] = ()
         try:
             try:
                 if key.service == SSM_PATH:
                     body, members = await self._fetch_group(key)
+                elif key.service == S3:
+                    body, meta = await self._fetch_object(key, self.cache.peek(key))
                 else:
                     body = await self._fetch(key)
             except ApiError as exc:
@@ -290,6 +321,7 @@ class Resolver:
                 raise
             fetch_secs = self._clock() - started
             entry = self._entry(key, body, fetch_secs=fetch_secs, stamp=stamp)
+            entry.meta = meta
             self._store(key, entry)
             for member, member_body in members.items():  # each warms its single-read key
                 if self.caches(member):
@@ -427,6 +459,7 @@ class Resolver:
         # BatchGetSecretValue takes no version selectors: those are fetched one by one.
         plain = [k for k in secrets if not (k.version_id or k.version_stage)]
         singles = [k for k in secrets if k.version_id or k.version_stage]
+        singles += [k for k in claims if k.service in (SSM_PATH, S3)]  # one call each
         groups += [(SECRETS, batch) for batch in batches(plain, SECRETS_BATCH)]
         return loop.create_task(self._prefetch(groups, singles, claims, len(keys)))
 

@@ -17,11 +17,13 @@ from sidecar.admission import GuardedServer
 from sidecar.errors import ApiError, bad_request
 from sidecar.query import (
     PATH_READ,
+    S3_READ,
     SINGLE,
     Read,
     parameter_batch_read,
     parameter_read,
     path_read,
+    s3_read,
     secret_batch_read,
     secret_read,
     secret_short_read,
@@ -49,6 +51,7 @@ ROUTES: dict[str, Parser] = {
     "/systemsmanager/parameters/batch": parameter_batch_read,
     "/systemsmanager/parameters/path": path_read,
     "/secretsmanager/batch": secret_batch_read,
+    "/s3/get": s3_read,
 }
 SECRET_PATH_PREFIX = "/v1/"
 
@@ -123,6 +126,10 @@ class Api:
 
     async def _extended(self, read: Read) -> web.Response:
         """Group reads, ``maxAge`` and transforms: off the hit path, same cache."""
+        if read.kind == S3_READ:
+            answer = await self._resolver.read(read.key, read.refresh_now, read.max_age)
+            return web.Response(body=answer.body, headers={
+                **dict(answer.meta), "X-Cache": answer.state, "Age": str(answer.age)})
         if read.kind in (SINGLE, PATH_READ):
             answer = await self._resolver.read(read.key, read.refresh_now, read.max_age)
             state, age = answer.state, answer.age

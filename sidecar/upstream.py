@@ -36,7 +36,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from sidecar import __version__, logs
 from sidecar.config import Settings
 from sidecar.errors import ApiError
-from sidecar.key import SECRETS, SSM, Key
+from sidecar.key import S3, SECRETS, SSM, Key
 
 # Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
 TOTAL_ATTEMPTS = 3
@@ -50,7 +50,7 @@ _THROTTLING = frozenset({
     "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException",
     "ProvisionedThroughputExceededException", "SlowDown", "EC2ThrottledException",
 })
-_SERVICE_NAMES = {SSM: "ssm", SECRETS: "secretsmanager"}
+_SERVICE_NAMES = {SSM: "ssm", SECRETS: "secretsmanager", S3: "s3"}
 TRIMMED_DATA = Path(__file__).with_name("botocore_data")  # see scripts/trim_botocore_data.py
 
 
@@ -191,7 +191,8 @@ class Upstream:
         ready = self._ready_future()
         try:
             for service, timeout_ms in ((SSM, self._settings.ssm_timeout_ms),
-                                        (SECRETS, self._settings.secrets_timeout_ms)):
+                                        (SECRETS, self._settings.secrets_timeout_ms),
+                                        (S3, self._settings.s3_timeout_ms)):
                 client = self._session.create_client(
                     _SERVICE_NAMES[service], region_name=self._settings.region,
                     config=self._config(timeout_ms),
@@ -299,6 +300,47 @@ class Upstream:
                     code, str(error.get("Message") or code), 400), transient=code in _THROTTLING)
         return found, errors
 
+    async def fetch_object(self, key: Key, etag: str | None,
+                           limit: int) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+        """GetObject: the bytes and the headers kept with them. With ``etag``, a conditional
+        get: an unchanged object raises ``NotModified`` and transfers no body. An object over
+        ``limit`` bytes is refused (400 ``ObjectTooLarge``) without reading it."""
+        options = dict(key.options)
+        kwargs: dict[str, Any] = {"Bucket": options["bucket"], "Key": options["key"]}
+        if key.version_id:
+            kwargs["VersionId"] = key.version_id
+        if etag:
+            kwargs["IfNoneMatch"] = etag
+        try:
+            response = await self._call(S3, "get_object", key.describe(), **kwargs)
+            async with response["Body"] as stream:
+                length = int(response.get("ContentLength") or 0)
+                if length > limit:
+                    raise ApiError(400, "ObjectTooLarge", f"the object is {length} bytes, over "
+                                   f"the {limit}-byte limit (PARAMETERS_SECRETS_EXTENSION_S3_"
+                                   "MAX_OBJECT_BYTES)")
+                body = await stream.read(limit + 1)
+                if len(body) > limit:
+                    raise ApiError(400, "ObjectTooLarge", f"the object is over the {limit}-byte "
+                                   "limit (PARAMETERS_SECRETS_EXTENSION_S3_MAX_OBJECT_BYTES)")
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 304:
+                raise NotModified() from None
+            raise translate(exc) from None
+        except (ApiError, NotModified):
+            raise
+        except Exception as exc:
+            raise translate(exc) from None
+        meta = [("Content-Type", str(response.get("ContentType") or "application/octet-stream"))]
+        if response.get("ETag"):
+            meta.append(("ETag", str(response["ETag"])))
+        modified = response.get("LastModified")
+        if isinstance(modified, datetime):
+            meta.append(("Last-Modified", modified.astimezone(UTC).strftime(
+                "%a, %d %b %Y %H:%M:%S GMT")))
+        return body, tuple(meta)
+
     async def fetch_path(self, key: Key) -> tuple[bytes, dict[Key, bytes]]:
         """Every page of GetParametersByPath (bounded), and the single-read body of each
         parameter (none with a Label filter, which may pick another version)."""
@@ -372,6 +414,10 @@ def _selector_matches(key: Key, parameter: dict[str, Any]) -> bool:
 
 def _identity(key: Key) -> str:
     return parameter_identity(key.name) if key.service == SSM else key.name
+
+
+class NotModified(Exception):
+    """A conditional GetObject found the object unchanged (HTTP 304): keep the cached body."""
 
 
 def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:

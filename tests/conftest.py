@@ -31,6 +31,7 @@ class Aws:
 
     ssm: Any
     sm: Any
+    s3: Any
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +61,8 @@ def rules(proxy: FaultProxy) -> Iterator[list[Rule]]:
 def aws(moto_url: str) -> Aws:
     kwargs = {"region_name": REGION, "endpoint_url": moto_url,
               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    return Aws(ssm=boto3.client("ssm", **kwargs), sm=boto3.client("secretsmanager", **kwargs))
+    return Aws(ssm=boto3.client("ssm", **kwargs), sm=boto3.client("secretsmanager", **kwargs),
+               s3=boto3.client("s3", **kwargs))
 
 
 @pytest.fixture(scope="session")

@@ -28,12 +28,16 @@ def test_duplicates_are_fetched_once() -> None:
 
 
 @pytest.mark.parametrize(("raw", "fragment"), [
-    ("s3:/a", "must start with 'ssm:' or 'secret:'"),
-    ("/a", "must start with 'ssm:' or 'secret:'"),
+    ("s3:/a", "'bucket' is empty"),
+    ("s3:Bad_Bucket/k", "not a valid S3 bucket name"),
+    ("sns:/a", "must start with 'ssm:', 'secret:', 'path:' or 's3:'"),
+    ("/a", "must start with 'ssm:', 'secret:', 'path:' or 's3:'"),
+    ("path:relative", "must start with '/'"),
     ("ssm:", "has no name"),
     ("ssm:/a?version=x", "'version' must be a positive integer"),
     ("ssm:/a?colour=red", "unknown query parameter 'colour'"),
-    ("secret:a?refreshNow=true", "refreshNow has no meaning"),
+    ("secret:a?refreshNow=true", "only selectors have a meaning here"),
+    ("ssm:/a?transform=json", "only selectors have a meaning here"),
     ("ssm:/a?name=/b", "repeated"),
 ])
 def test_bad_items_are_explained(raw: str, fragment: str) -> None:

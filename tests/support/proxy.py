@@ -174,6 +174,9 @@ class FaultProxy:
             names = _names(json.loads(raw)) if raw else []
         except ValueError:
             names = []
+        if not api:  # S3's REST calls: the object is the path
+            api = f"S3.{request.method}"
+            names = [request.path]
         call = Call(api, names)
         with self._lock:
             self.calls.append(call)
@@ -228,5 +231,6 @@ class FaultProxy:
                                          data=raw, headers=headers) as upstream:
             body = await upstream.read()
             keep = {k: v for k, v in upstream.headers.items()
-                    if k.lower() in ("content-type", "x-amzn-requestid")}
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                         "keep-alive", "date", "server", "content-encoding")}
             return web.Response(status=upstream.status, body=body, headers=keep)
