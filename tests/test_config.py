@@ -102,7 +102,7 @@ def test_large_ttl_is_clamped_with_a_warning() -> None:
     ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1e3", "0 to 600000"),
     ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD", "1.5", "0 to 1"),
     ("PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS", "-1", "0 to 604800"),
-    ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "s3:bucket", "ssm:"),
+    ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "sns:topic", "ssm:"),
     ("PARAMETERS_SECRETS_EXTENSION_COALESCE", "no", "true or false"),
 ])
 def test_invalid_values_name_variable_value_and_range(variable: str, value: str,
