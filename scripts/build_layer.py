@@ -177,6 +177,10 @@ def copy_project(root: Path) -> None:
     launcher = extensions / NAME
     shutil.copy2(REPO / "layer" / "extensions" / NAME, launcher)
     launcher.chmod(0o755)
+    # The Python client, where Lambda puts /opt/python on a Python function's sys.path: the
+    # function imports it with no pip. Source only (it supports 3.9+, older than our trees).
+    shutil.copytree(REPO / "client" / "sidecar_client", root.parent / "python" / "sidecar_client",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def compile_trees(root: Path, versions: tuple[str, ...]) -> None:

@@ -63,6 +63,8 @@ def test_layer_has_the_documented_layout(layer_zip: Path) -> None:
         launcher = archive.getinfo(LAUNCHER)
     assert (launcher.external_attr >> 16) & 0o111  # executable
     assert "parameters-secrets-sidecar/bootstrap.py" in names
+    assert "python/sidecar_client/__init__.py" in names  # the client, on /opt/python
+    assert "python/sidecar_client/py.typed" in names
     assert "parameters-secrets-sidecar/common/sidecar/__main__.py" in names
     for tag in ("cp" + version.replace(".", "") for version in PRESENT):
         assert any(n.startswith(f"parameters-secrets-sidecar/{tag}/aiohttp/") and n.endswith(".so")
@@ -124,3 +126,43 @@ def test_launcher_without_python_says_so(opt: Path, tmp_path: Path, home: Path) 
         pytest.skip("this machine has Lambda's python3, which the launcher always finds")
     assert done.returncode != 0
     assert "no python3" in done.stdout
+
+
+CLIENT_SCRIPT = """
+import sys
+sys.path[:0] = [sys.argv[1]]  # Lambda puts /opt/python on a Python function's sys.path
+from sidecar_client import get_parameter
+print(get_parameter(sys.argv[2]))
+"""
+
+
+def test_function_init_code_reads_through_the_layer_client(
+        opt: Path, tmp_path: Path, home: Path, proxy: FaultProxy, aws: Aws,
+        unique: str) -> None:
+    """A bare interpreter imports the client from the layer's python/ and reads a value while
+    the extension is still starting (the function's INIT code runs meanwhile)."""
+    bin_dir = bare_python(PRESENT[0], tmp_path)
+    assert bin_dir is not None
+    name = f"/{unique}/from-init"
+    aws.ssm.put_parameter(Name=name, Type="String", Value="read during INIT")
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port).start()
+    env = clean_env(home, {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "AWS_LAMBDA_RUNTIME_API": api.address,
+        "AWS_ENDPOINT_URL": proxy.url, "AWS_REGION": REGION, "AWS_TOKEN": "layer-token",
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port), **FAKE_CREDS,
+    })
+    env.pop("PYTHONPATH", None)
+    daemon = Daemon.attach(Process([str(opt / LAUNCHER)], env, cwd=tmp_path), "layer-token", port)
+    try:
+        assert api.registered.wait(20)  # no wait for readiness: INIT code runs now
+        init = subprocess.run([str(bin_dir / "python3"), "-c", CLIENT_SCRIPT, str(opt / "python"),
+                               name], env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert init.returncode == 0, init.stderr[-2000:]
+        assert init.stdout.strip() == "read during INIT"
+        api.shutdown()
+        assert daemon.finish() == 0
+    finally:
+        daemon.kill()
+        api.stop()

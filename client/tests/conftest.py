@@ -1,0 +1,3 @@
+"""The project's fixtures (moto in server mode, the fault proxy, the real daemon)."""
+
+from tests.conftest import *  # noqa: F403
