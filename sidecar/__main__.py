@@ -6,22 +6,29 @@ and the stdlib-only config module load before the listener is bound and the exte
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from sidecar import __version__, config, hardening, logs
+from sidecar import __version__
+
+if TYPE_CHECKING:
+    from sidecar.config import Settings
 
 
-def _check_region(settings: config.Settings) -> None:
+def _check_region(settings: Settings) -> None:
     if settings.region is None:
         import botocore.session
 
         if not botocore.session.get_session().get_config_variable("region"):
-            raise config.ConfigError("no AWS region: set AWS_REGION (or a region in the profile)")
+            from sidecar.config import ConfigError
+
+            raise ConfigError("no AWS region: set AWS_REGION (or a region in the profile)")
 
 
 def standalone(demo: bool) -> int:
+    from sidecar import config, hardening, logs
+
     if demo:
         from sidecar import demo as demo_mode
 
@@ -70,6 +77,15 @@ def healthcheck() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if not arguments and os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+        # The Lambda launcher passes no arguments: straight to the register call, without
+        # even argparse (every import before it is added to the function's cold start).
+        from sidecar.extension import run_extension
+
+        return run_extension()
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="parameters-secrets-sidecar",
         description="Local HTTP cache for AWS SSM parameters and Secrets Manager secrets.",
@@ -80,19 +96,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="exit 0 if a daemon answers /ping on the configured port, else 1 "
                              "(for container HEALTHCHECKs; needs no curl)")
     parser.add_argument("--version", action="version", version=__version__)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.healthcheck:
         return healthcheck()
+    if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
+        from sidecar.extension import run_extension
+
+        return run_extension()
     from sidecar.hardening import harden
 
     missed = harden()  # before any secret can be in memory
     if missed:
         print(f"[parameters-secrets-sidecar] WARN could not apply: {', '.join(missed)}",
               flush=True)
-    if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
-        from sidecar.extension import run_extension
-
-        return run_extension()
     return standalone(args.demo)
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
-from sidecar.prefetch import PrefetchItem, PrefetchSyntaxError, parse_prefetch
+from sidecar.key import Key
+
+# Standard library only, and little of it: Lambda mode loads this before the register call,
+# and every millisecond here is added to the function's cold start. (No dataclasses, pathlib
+# or the query parser unless a prefetch list is set.)
 
 TOKEN_VARIABLES = ("AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 LOG_LEVELS = ("debug", "info", "warn", "error", "none")
@@ -43,9 +46,8 @@ class ConfigError(Exception):
     """A configuration problem; ``str(error)`` is the single line shown to the user."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    token: str = field(repr=False)
+class Settings(NamedTuple):
+    token: str
     token_source: str
     port: int = 2773
     cache_enabled: bool = True
@@ -61,7 +63,7 @@ class Settings:
     refresh_ahead: float = 0.8
     stale_if_error_secs: int = DEFAULT_STALE_IF_ERROR_SECS
     coalesce: bool = True
-    prefetch: tuple[PrefetchItem, ...] = ()
+    prefetch: tuple[Key, ...] = ()
     region: str | None = None
     token_file: str | None = None
     max_inbound_connections: int = DEFAULT_INBOUND_CONNECTIONS
@@ -72,6 +74,9 @@ class Settings:
     s3_ttl: int = 300
     s3_timeout_ms: int = 0
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
+
+    def __repr__(self) -> str:  # never the token
+        return f"Settings(token=<redacted>, token_source={self.token_source!r}, ...)"
 
     def managed_instances(self) -> bool:
         return self.initialization_type == MANAGED_INSTANCES
@@ -195,10 +200,10 @@ def _log_level(env: Mapping[str, str]) -> str:
     return mapped.get(lambda_level, "info")
 
 
-def read_token_file(path: Path, variable: str) -> str:
+def read_token_file(path: str, variable: str) -> str:
     """A token file's contents, stripped of surrounding whitespace; at most 4 KiB."""
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
         value = data.decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -227,7 +232,7 @@ def _token(env: Mapping[str, str]) -> tuple[str, str, str | None]:
             continue
         if raw.startswith("file://"):
             path = raw[len("file://"):]
-            return read_token_file(Path(path), name), f"{name} (file)", path
+            return read_token_file(path, name), f"{name} (file)", path
         if raw != raw.strip():
             # Such a token could never be sent back in a header (HTTP strips it): refuse now
             # rather than start a daemon nobody can authenticate to.
@@ -253,10 +258,14 @@ def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
                           PREFETCH_WAIT_CHOICES)
     shared_ttl = env.get("PARAMETERS_SECRETS_EXTENSION_TTL_SECS")
     prefetch_raw = env.get("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "")
-    try:
-        prefetch = parse_prefetch(prefetch_raw)
-    except PrefetchSyntaxError as exc:
-        raise ConfigError(f"PARAMETERS_SECRETS_EXTENSION_PREFETCH is invalid: {exc}") from None
+    prefetch: tuple[Key, ...] = ()
+    if prefetch_raw.strip():
+        from sidecar.prefetch import PrefetchSyntaxError, parse_prefetch
+
+        try:
+            prefetch = parse_prefetch(prefetch_raw)
+        except PrefetchSyntaxError as exc:
+            raise ConfigError(f"PARAMETERS_SECRETS_EXTENSION_PREFETCH is invalid: {exc}") from None
     return Settings(
         token=token,
         token_source=token_source,

@@ -14,8 +14,6 @@ reads are hits.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import sys
 import threading
@@ -23,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sidecar import NAME, config, hardening, logs
+from sidecar import NAME, config, fatal, minihttp
 from sidecar.listener import bind
 
 API_VERSION = "2020-01-01"
@@ -45,26 +43,25 @@ class ExtensionsApi:
         self.events: list[str] = []
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None,
-                 timeout: float | None = 10.0) -> tuple[int, dict[str, str], bytes]:
+                 headers: dict[str, str] | None = None, timeout: float | None = 10.0,
+                 raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         sent = dict(headers or {})
         if self.identifier:
             sent["Lambda-Extension-Identifier"] = self.identifier
-        payload = None
+        payload = raw
+        if raw is not None:
+            sent["Content-Type"] = "application/json"
         if body is not None:
+            import json  # not before the first event/next: it costs INIT time (re)
+
             payload = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         try:
-            conn.request(method, f"/{API_VERSION}/extension/{path}", body=payload, headers=sent)
-            response = conn.getresponse()
-            data = response.read()
-            status = response.status
-            answer = {k.lower(): v for k, v in response.getheaders()}
-        except (OSError, http.client.HTTPException) as exc:
-            raise ExtensionsApiError(f"{path}: {type(exc).__name__}") from None
-        finally:
-            conn.close()
+            status, answer, data = minihttp.request(
+                self._host, self._port, method, f"/{API_VERSION}/extension/{path}", sent,
+                payload, timeout)
+        except minihttp.HttpError as exc:
+            raise ExtensionsApiError(f"{path}: {exc}") from None
         if status >= 300:
             raise ExtensionsApiError(f"{path}: HTTP {status} {_error_type(data)}")
         return status, answer, data
@@ -85,13 +82,14 @@ class ExtensionsApi:
     def _register(self, events: list[str]) -> dict[str, Any]:
         self.events = events
         _, headers, data = self._request(
-            "POST", "register", {"events": events}, {"Lambda-Extension-Name": self.name},
-        )
+            "POST", "register", None, {"Lambda-Extension-Name": self.name},
+            raw=('{"events":[' + ",".join(f'"{event}"' for event in events) + "]}").encode())
         identifier = headers.get("lambda-extension-identifier")
         if not identifier:
             raise ExtensionsApiError("register: no Lambda-Extension-Identifier in the answer")
         self.identifier = identifier
-        return _json(data)
+        # The body (function name, version, handler) is not needed: the identifier is all.
+        return {"size": len(data)}
 
     def next_event(self) -> dict[str, Any]:
         """Block until Lambda sends the next event (no client time-out, by design)."""
@@ -105,6 +103,8 @@ class ExtensionsApi:
 
 
 def _json(data: bytes) -> dict[str, Any]:
+    import json
+
     try:
         value = json.loads(data) if data else {}
     except ValueError:
@@ -178,9 +178,13 @@ class EventPump:
                     try:
                         self._on_invoke(event)
                     except Exception as exc:  # a hook must never stop the acknowledgements
+                        from sidecar import logs
+
                         logs.error("invoke hook failed", error=type(exc).__name__)
                 continue
             malformed += 1
+            from sidecar import logs
+
             logs.warn("unexpected answer from event/next", event_type=kind[:40] or "(none)")
             if malformed >= MAX_MALFORMED_EVENTS:
                 self._finish("malformed", f"{malformed} malformed events in a row")
@@ -190,13 +194,13 @@ class EventPump:
 
 def _fail_init(api: ExtensionsApi, reason: str, message: str) -> None:
     """Tell Lambda why init failed (registering first, as the API requires)."""
-    logs.fatal_line(message)
+    fatal.fatal_line(message)
     try:
         if api.identifier is None:
             api.register()
         api.report("init", reason, message)
     except ExtensionsApiError as exc:
-        logs.fatal_line(f"could not report the init error to Lambda: {exc}")
+        fatal.fatal_line(f"could not report the init error to Lambda: {exc}")
 
 
 def extension_name() -> str:
@@ -228,14 +232,21 @@ def run_extension() -> int:
     try:
         api.register(settings.managed_instances())
     except ExtensionsApiError as exc:
-        logs.fatal_line(f"could not register with the Lambda Extensions API: {exc}")
+        fatal.fatal_line(f"could not register with the Lambda Extensions API: {exc}")
         return 1
     registered_ms = round((time.monotonic() - started) * 1000, 1)
-    logs.setup(settings.log_level, settings.log_format)
     pump = EventPump(api)
     hold = settings.prefetch_wait and bool(settings.prefetch)
     if not hold:
         pump.start()  # INIT is done, as far as this extension is concerned
+    # Only now what the register path could do without: logging, and the hardening (before
+    # any secret is in memory: nothing has been fetched yet).
+    from sidecar import hardening, logs
+
+    missed = hardening.harden()
+    logs.setup(settings.log_level, settings.log_format)
+    if missed:
+        logs.warn("could not apply: " + ", ".join(missed))
     for warning in warnings:
         logs.warn(warning)
     logs.info("starting", mode="lambda", extension=name, register_ms=registered_ms,
@@ -254,8 +265,8 @@ def run_extension() -> int:
 def report_failure(api: ExtensionsApi, pump: EventPump, message: str) -> None:
     """``init/error`` while Lambda has not sent this extension an event, else ``exit/error``."""
     phase = "exit" if pump.events_seen else "init"
-    logs.fatal_line(message)
+    fatal.fatal_line(message)
     try:
         api.report(phase, "Crash" if phase == "exit" else "InitFailed", message)
     except ExtensionsApiError as exc:
-        logs.fatal_line(f"could not report the {phase} error to Lambda: {exc}")
+        fatal.fatal_line(f"could not report the {phase} error to Lambda: {exc}")

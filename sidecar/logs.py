@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from sidecar import NAME
+from sidecar import NAME, fatal
 
 LOGGER = logging.getLogger("sidecar")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -96,4 +96,4 @@ def error(message: str, **fields: object) -> None:
 
 def fatal_line(message: str) -> None:
     """The one line printed for a fatal start-up problem, before logging may be set up."""
-    print(f"[{NAME}] ERROR {_clean(message)}", file=sys.stdout, flush=True)
+    fatal.fatal_line(message)

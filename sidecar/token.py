@@ -10,7 +10,6 @@ import hmac
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from sidecar import logs
 from sidecar.config import ConfigError, read_token_file
@@ -42,7 +41,7 @@ class TokenSource:
             return
         self._signature = signature
         try:
-            self._token = read_token_file(Path(self._path), "the token file").encode()
+            self._token = read_token_file(self._path, "the token file").encode()
         except ConfigError:
             logs.warn("the token file changed but cannot be read; the previous token stays")
             return

@@ -13,6 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
+from tests.support.process import REPO, Daemon, free_port
+from tests.support.proxy import FaultProxy, Rule
 
 import sidecar_client
 from sidecar_client import (
@@ -31,8 +33,6 @@ from sidecar_client import (
     get_secrets_by_name,
 )
 from tests.conftest import FAKE_CREDS, REGION, Aws, StartDaemon
-from tests.support.process import REPO, Daemon, free_port
-from tests.support.proxy import FaultProxy, Rule
 
 CLIENT = REPO / "client"
 
@@ -230,3 +230,42 @@ def test_every_python_on_this_machine(python: str, daemon: Daemon,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")
+
+
+def test_pydantic_settings_sources(daemon: Daemon, aws: Aws, unique: str) -> None:
+    from pydantic import BaseModel, SecretStr
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+    from sidecar_client.pydantic_sources import (
+        SidecarParameterStoreSource,
+        SidecarSecretsManagerSource,
+    )
+
+    aws.ssm.put_parameter(Name=f"/{unique}/svc/host", Type="String", Value="db.internal")
+    aws.ssm.put_parameter(Name=f"/{unique}/svc/db/password", Type="SecureString", Value="pw-1")
+    aws.sm.create_secret(Name=f"{unique}/svc-secret", SecretString='{"api_key": "k-1"}')
+
+    class Db(BaseModel):
+        password: SecretStr
+
+    class Settings(BaseSettings):
+        host: str
+        db: Db
+        api_key: SecretStr
+
+        @classmethod
+        def settings_customise_sources(
+                cls, settings_cls: type[BaseSettings], *args: PydanticBaseSettingsSource,
+                **kwargs: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (SidecarParameterStoreSource(settings_cls, f"/{unique}/svc", max_age=0),
+                    SidecarSecretsManagerSource(settings_cls, f"{unique}/svc-secret",
+                                                max_age=0))
+
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.host == "db.internal"
+    assert settings.db.password.get_secret_value() == "pw-1"
+    assert settings.api_key.get_secret_value() == "k-1"
+    assert "pw-1" not in repr(settings)
+    aws.ssm.put_parameter(Name=f"/{unique}/svc/db/password", Type="SecureString", Value="pw-2",
+                          Overwrite=True)
+    assert Settings().db.password.get_secret_value() == "pw-2"  # type: ignore[call-arg]

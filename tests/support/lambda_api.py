@@ -105,6 +105,13 @@ class FakeExtensionsApi:
         await self._runner.cleanup()
         for transport in list(self._polls):  # any that arrived while closing
             transport.abort()
+        # Handlers still waiting (a long-poll, the runtime's never-answered next) end here,
+        # rather than be reported as destroyed while pending when the process exits.
+        pending = [task for task in asyncio.all_tasks(self._loop)
+                   if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def send(self, event: dict[str, Any]) -> None:
         """Queue an event for the extension's next ``event/next``."""
