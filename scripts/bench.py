@@ -329,6 +329,40 @@ def batch_vs_singles(samples: int) -> dict[str, float]:
         stop(daemon)
 
 
+def client_vs_powertools(samples: int) -> dict[str, float]:
+    """A warm ``get_parameter`` through our client, beside Powertools' warm in-process cache and
+    a cold Powertools call (``force_fetch``) to the same fake AWS."""
+    aws = FakeAwsThread()
+    port = free_port()
+    daemon = start_daemon(daemon_env(aws.url, port), cpu=0)
+    saved = dict(os.environ)
+    try:
+        os.environ.update({"AWS_TOKEN": TOKEN, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
+                           "AWS_ENDPOINT_URL": aws.url, "AWS_DEFAULT_REGION": "us-east-1",
+                           "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+        import sidecar_client
+        from aws_lambda_powertools.utilities import parameters as powertools
+
+        def timed(call: Any) -> float:
+            call()  # warm
+            times = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - started)
+            return round(statistics.median(times) * 1000, 4)
+
+        ours = timed(lambda: sidecar_client.get_parameter("/bench/client"))
+        warm = timed(lambda: powertools.get_parameter("/bench/client", max_age=3600))
+        cold = timed(lambda: powertools.get_parameter("/bench/client", force_fetch=True))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        stop(daemon)
+    return {"client_warm_p50_ms": ours, "powertools_warm_p50_ms": warm,
+            "powertools_cold_p50_ms": cold}
+
+
 def gain(samples: int) -> dict[str, float]:
     aws = FakeAwsThread()
     port = free_port()
@@ -414,6 +448,16 @@ def report(results: dict[str, Any]) -> str:
                   f"| one batch of 10 names | {grouped['batch_10_warm_p50_ms']} |",
                   f"| 10 single reads of the same names | {grouped['singles_10_warm_p50_ms']} "
                   f"({grouped['singles_over_batch']}x the batch) |"]
+    client = results.get("client")
+    if client:
+        lines += ["", "**Python client** (`get_parameter`, median of 300, same fake AWS)", "",
+                  "| call | ms |", "|---|---|",
+                  f"| `sidecar_client.get_parameter`, warm (a daemon hit over HTTP) | "
+                  f"{client['client_warm_p50_ms']} |",
+                  f"| Powertools `get_parameter`, warm (its in-process cache) | "
+                  f"{client['powertools_warm_p50_ms']} |",
+                  f"| Powertools `get_parameter`, cold (`force_fetch`: an AWS call) | "
+                  f"{client['powertools_cold_p50_ms']} |"]
     bad = results.get("hostile")
     if bad:
         lines += ["", f"**Hostile local clients** ({bad['connections']:,} idle or half-open "
@@ -480,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     results["gain"] = gain(200)
     print("bench: a warm batch of 10 beside 10 warm single reads", flush=True)
     results["batch"] = batch_vs_singles(300)
+    print("bench: the Python client beside Powertools", flush=True)
+    results["client"] = client_vs_powertools(300)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(report(results))
     return 0
