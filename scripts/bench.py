@@ -223,7 +223,9 @@ def economy(steady_secs: int) -> dict[str, Any]:
     aws = FakeAwsThread()
     results: dict[str, Any] = {}
     port = free_port()
-    daemon = start_daemon(daemon_env(aws.url, port), cpu=0)
+    # 1,000 clients at once: above the default inbound connection cap (800, as the Agent's).
+    daemon = start_daemon(daemon_env(
+        aws.url, port, PARAMETERS_SECRETS_EXTENSION_MAX_INBOUND_CONNECTIONS="2000"), cpu=0)
     try:
         aws.aws.reset()
         statuses = asyncio.run(burst(port, [parameter_path("/bench/cold")] * 1000, 1000))

@@ -147,7 +147,8 @@ def daemon_env(upstream_url: str, port: int, **extra: str) -> dict[str, str]:
             "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_TOKEN": TOKEN,
             "AWS_EC2_METADATA_DISABLED": "true",
             "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
-            "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "error", **extra}
+            "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "error",
+            "PARAMETERS_SECRETS_EXTENSION_SHUTDOWN_GRACE_SECS": "0", **extra}
 
 
 def start_daemon(env: dict[str, str], cpu: int | None = None,

@@ -39,6 +39,8 @@ def start_fake_aws() -> str:
 def prepare_environment(endpoint: str) -> None:
     for name in _SET_ASIDE:
         os.environ.pop(name, None)
+    # Nothing beside the demo needs a grace period: Ctrl-C stops it at once.
+    os.environ.setdefault("PARAMETERS_SECRETS_EXTENSION_SHUTDOWN_GRACE_SECS", "0")
     os.environ.update({
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "demo",

@@ -191,7 +191,7 @@ def test_init_ends_and_invokes_complete_while_the_daemon_starts(
     assert "reason=sandboxterminated" in daemon.output
 
 
-@pytest.mark.parametrize("run", range(3))
+@pytest.mark.parametrize("run", range(10))  # "in every one of 10 runs"
 def test_reads_of_prefetched_names_join_the_batch(run: int, start_lambda: StartLambda,
                                                   aws: Aws, proxy: FaultProxy,
                                                   rules: list[Rule], unique: str) -> None:
