@@ -39,6 +39,7 @@ MAX_PREFETCH_WAIT_MILLIS = 60_000
 INIT_OFF_REQUEST_PATH = ("provisioned-concurrency", "snap-start")
 MANAGED_INSTANCES = "lambda-managed-instances"
 DEFAULT_S3_MAX_OBJECT_BYTES = 1024 * 1024
+DEFAULT_METRICS_NAMESPACE = "ParametersSecretsSidecar"
 MAX_S3_MAX_OBJECT_BYTES = 100 * 1024 * 1024
 
 
@@ -74,6 +75,8 @@ class Settings(NamedTuple):
     s3_ttl: int = 300
     s3_timeout_ms: int = 0
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
+    metrics_emf: bool = False
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
 
     def __repr__(self) -> str:  # never the token
         return f"Settings(token=<redacted>, token_source={self.token_source!r}, ...)"
@@ -106,6 +109,7 @@ class Settings(NamedTuple):
             "shutdown_grace_secs": self.shutdown_grace_secs,
             "s3_ttl_secs": self.s3_ttl,
             "s3_max_object_bytes": self.s3_max_object_bytes,
+            "metrics_emf": self.metrics_emf,
             "log_level": self.log_level,
             "log_format": self.log_format,
             "region": self.region or "(botocore default)",
@@ -186,6 +190,18 @@ def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise _invalid(name, raw, allowed)
     return value
+
+
+def _namespace(env: Mapping[str, str]) -> str:
+    name = "PARAMETERS_SECRETS_EXTENSION_METRICS_NAMESPACE"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return DEFAULT_METRICS_NAMESPACE
+    if len(raw) > 255 or raw.startswith("AWS/") or not all(
+            c.isalnum() or c in "._-/#:" for c in raw):
+        raise _invalid(name, raw, "1-255 letters, digits and . _ - / # :, not starting with "
+                                  "AWS/ (CloudWatch's rule)")
+    return raw
 
 
 def _log_level(env: Mapping[str, str]) -> str:
@@ -308,4 +324,6 @@ def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
                            MAX_TIMEOUT_MILLIS),
         s3_max_object_bytes=_int(env, "PARAMETERS_SECRETS_EXTENSION_S3_MAX_OBJECT_BYTES",
                                  DEFAULT_S3_MAX_OBJECT_BYTES, 1, MAX_S3_MAX_OBJECT_BYTES),
+        metrics_emf=_bool(env, "PARAMETERS_SECRETS_EXTENSION_METRICS_EMF", False),
+        metrics_namespace=_namespace(env),
     ), warnings

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from sidecar import logs
 from sidecar.config import Settings
+from sidecar.metrics import Metrics
 from sidecar.resolver import Resolver
 from sidecar.server import Api, build_server
 from sidecar.token import TokenSource
@@ -29,9 +30,11 @@ DRAIN_POLL_SECS = 0.01
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.upstream = Upstream(settings)
-        self.resolver = Resolver(settings, self.upstream)
-        self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver)
+        self.metrics = Metrics()
+        self.upstream = Upstream(settings, metrics=self.metrics)
+        self.resolver = Resolver(settings, self.upstream, metrics=self.metrics)
+        self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver,
+                       self.metrics)
         self.server = build_server(self.api, settings.max_inbound_connections)
         self._runner = web.ServerRunner(self.server, shutdown_timeout=DRAIN_SECS)
         self._warmup: asyncio.Task[None] | None = None

@@ -139,6 +139,10 @@ class EventPump:
         self.events_seen = 0
         self.started = False
 
+    def on_each_invoke(self, hook: Callable[[Event], None]) -> None:
+        """Called from the pump's thread after each INVOKE is acknowledged."""
+        self._on_invoke = hook
+
     def start(self) -> None:
         if not self.started:
             self.started = True

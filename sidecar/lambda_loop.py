@@ -7,6 +7,7 @@ Imported by ``extension`` only after the register call (and, usually, after the 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import time
@@ -16,6 +17,7 @@ from sidecar import logs
 from sidecar.config import Settings
 from sidecar.daemon import Daemon
 from sidecar.extension import EventPump, ExtensionsApi, report_failure
+from sidecar.metrics import EmfWriter
 
 # Leave this much of the SHUTDOWN deadline for the process to exit after draining.
 EXIT_MARGIN_SECS = 0.15
@@ -50,6 +52,18 @@ async def serve_lambda(settings: Settings, sock: socket.socket, api: ExtensionsA
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, end, "signal", None)
     daemon = Daemon(settings)
+    emf: EmfWriter | None = None
+    if settings.metrics_emf:
+        emf = EmfWriter(daemon.metrics, settings.metrics_namespace,
+                        os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "unknown"),
+                        lambda line: print(line, flush=True))
+        # Deltas at each invoke where something changed, written on the loop's thread.
+        writer = emf
+
+        def after_invoke(_event: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(writer.flush)
+
+        pump.on_each_invoke(after_invoke)
     await daemon.start(sock)
     logs.info("ready", address=f"127.0.0.1:{settings.port}", mode="lambda")
     try:
@@ -73,6 +87,8 @@ async def serve_lambda(settings: Settings, sock: socket.socket, api: ExtensionsA
     if kind == "shutdown":
         logs.info("shutting down", reason=str(detail.get("shutdownReason", "")).lower(),
                   invokes=pump.invokes)
+        if emf is not None:
+            emf.flush(always=True)
         await _shutdown(daemon, detail.get("deadlineMs"))
         logs.info("stopped")
         return 0

@@ -41,6 +41,7 @@ from sidecar.cache import Cache, Entry
 from sidecar.config import Settings
 from sidecar.errors import ApiError
 from sidecar.key import S3, SECRETS, SSM, SSM_PATH, Key
+from sidecar.metrics import Metrics
 from sidecar.upstream import (
     SECRETS_BATCH,
     SSM_BATCH,
@@ -81,7 +82,9 @@ class Resolver:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self._settings = settings
         self._upstream = upstream
         self._clock = clock
@@ -132,6 +135,8 @@ class Resolver:
                 entry = None
             elif self._serves_stale(key, entry, now):
                 return Answer(entry.body, STALE, int(now - entry.fetched_at), entry.meta)
+        if key in self._inflight:
+            self.metrics.deduplicated[(key.limits(),)] += 1
         while True:
             try:
                 if self._settings.coalesce:
@@ -147,6 +152,7 @@ class Resolver:
                 # dropped it meanwhile is final.
                 if exc.transient and entry is not None and self.cache.peek(key) is entry \
                         and self._clock() < entry.keep_until:
+                    self.metrics.stale[(key.limits(), "upstream_error")] += 1
                     return Answer(entry.body, STALE, int(self._clock() - entry.fetched_at),
                                   entry.meta)
                 raise
@@ -166,7 +172,7 @@ class Resolver:
         if now >= entry.refresh_at and key not in self._inflight and now >= entry.retry_at and \
                 now + (now - entry.last_read) + entry.lead >= entry.fresh_until:
             entry.refresh_started = now
-            self._start_fetch(key)
+            self._start_fetch(key, background=True)
         entry.last_read = now
         return Answer(entry.body, HIT, int(now - entry.fetched_at), entry.meta)
 
@@ -180,11 +186,16 @@ class Resolver:
         if key in self._inflight:
             # A refresh that started while the entry was fresh is landing late; or a retry
             # after failures is under way: in both cases the reader is not to pay for it.
-            return entry.refresh_started > 0 or entry.failures > 0
+            if entry.refresh_started > 0 or entry.failures > 0:
+                reason = "refresh_late" if entry.failures == 0 else "retrying"
+                self.metrics.stale[(key.limits(), reason)] += 1
+                return True
+            return False
         if entry.failures == 0:
             return False  # expired after an idle spell: a normal miss, the reader waits
         if now >= entry.retry_at:
-            self._start_fetch(key)  # the back-off ran out: retry in the background
+            self._start_fetch(key, background=True)  # the back-off ran out: retry meanwhile
+        self.metrics.stale[(key.limits(), "backoff")] += 1
         return True
 
     def _restored(self, now: float) -> bool:
@@ -205,6 +216,7 @@ class Resolver:
         return self._stamp
 
     def _evicted(self, key: Key, cause: str) -> None:
+        self.metrics.evictions[(cause,)] += 1
         if self._running[key]:
             self._dropped[key] = self._next_stamp()
 
@@ -254,15 +266,18 @@ class Resolver:
         entry.retry_at = self._clock() + wait
         entry.failures += 1
 
-    def _start_fetch(self, key: Key) -> asyncio.Task[Entry]:
+    def _start_fetch(self, key: Key, background: bool = False) -> asyncio.Task[Entry]:
         task = asyncio.get_running_loop().create_task(self._fetch_and_store(key))
         self._inflight[key] = task
-        task.add_done_callback(lambda done: self._fetch_done(key, done))
+        task.add_done_callback(lambda done: self._fetch_done(key, done, background))
         return task
 
-    def _fetch_done(self, key: Key, task: asyncio.Future[Entry]) -> None:
+    def _fetch_done(self, key: Key, task: asyncio.Future[Entry], background: bool) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
+        if background and not task.cancelled():
+            outcome = "failure" if task.exception() is not None else "success"
+            self.metrics.refreshes[(key.limits(), outcome)] += 1
         if not task.cancelled() and task.exception() is not None:
             # Retrieved here so that a background refresh nobody waits on is not reported as
             # an unhandled error; the readers that do wait re-raise it themselves.
@@ -370,6 +385,7 @@ class Resolver:
                         continue
                 flight = self._inflight.get(key)
                 if flight is not None:
+                    self.metrics.deduplicated[(key.limits(),)] += 1
                     waits[key] = flight
                     continue
             claims[key] = waits[key] = loop.create_future()
@@ -390,6 +406,7 @@ class Resolver:
                 held = stale.get(key)
                 if exc.transient and held is not None and self.cache.peek(key) is held \
                         and self._clock() < held.keep_until:
+                    self.metrics.stale[(key.limits(), "upstream_error")] += 1
                     answers[key] = Answer(held.body, STALE, int(self._clock() - held.fetched_at))
                 else:
                     answers[key] = exc
@@ -474,6 +491,8 @@ class Resolver:
                 *(self._prefetch_single(key, claims) for key in singles),
             )
             logs.info("prefetch done", cached=sum(results), asked=asked)
+            self.metrics.prefetch[("cached",)] += sum(results)
+            self.metrics.prefetch[("failed",)] += len(claims) - sum(results)
         finally:
             for key, claim in claims.items():  # cancelled: release every claim still held
                 self._settle(key, claim, None, _NotInBatch())

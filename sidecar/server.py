@@ -15,6 +15,8 @@ from multidict import CIMultiDictProxy
 from sidecar import logs, render
 from sidecar.admission import GuardedServer
 from sidecar.errors import ApiError, bad_request
+from sidecar.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from sidecar.metrics import Metrics
 from sidecar.query import (
     PATH_READ,
     S3_READ,
@@ -70,10 +72,13 @@ def answer_response(answer: Answer) -> web.Response:
 class Api:
     """Translates between HTTP and the resolver; owns nothing but the token."""
 
-    def __init__(self, token: TokenSource, resolver: Resolver) -> None:
+    def __init__(self, token: TokenSource, resolver: Resolver,
+                 metrics: Metrics | None = None) -> None:
         self._token = token
         self._resolver = resolver
+        self.metrics = metrics or resolver.metrics
         self._reads: dict[str, Read] = {}
+        self._routes: dict[str, str] = {}  # request target -> route label (never the name)
         self._debug = logs.debug_on()  # the level is fixed at start; read it once
         self.shutting_down = False
 
@@ -82,6 +87,9 @@ class Api:
             given = headers.get(header)
             if given is not None:
                 return self._token.matches(given)
+        bearer = headers.get("Authorization")  # what Prometheus' authorization setting sends
+        if bearer is not None and bearer[:7].lower() == "bearer ":
+            return self._token.matches(bearer[7:].strip())
         return False
 
     def _parser(self, raw_path: str) -> Callable[[list[tuple[str, str]]], Read] | None:
@@ -96,6 +104,7 @@ class Api:
         # writing bytes, and every extra await level shows in its throughput.
         started = time.perf_counter() if self._debug else 0.0
         read: Read | None = None
+        state: str | None = None
         try:
             outcome = self._admit(request)
             if isinstance(outcome, web.Response):
@@ -107,8 +116,10 @@ class Api:
                     if answer is None:
                         answer = await self._resolver.read(read.key, read.refresh_now)
                     response = answer_response(answer)
+                    state = answer.state
                 else:
                     response = await self._extended(read)
+                    state = response.headers.get("X-Cache")
         except ApiError as exc:
             response = error_response(exc)
             # The traceback and the SDK exception behind it hold frames, responses and requests;
@@ -117,6 +128,11 @@ class Api:
         except Exception as exc:
             logs.error("request failed unexpectedly", error=type(exc).__name__)
             response = error_response(ApiError(500, "InternalFailure", "internal error"))
+        target = request.raw_path
+        route = self._routes.get(target) or self._route(request.rel_url.raw_path, target)
+        self.metrics.requests[(route, str(response.status))] += 1
+        if state is not None and read is not None:
+            self.metrics.gets[(read.key.limits(), state)] += 1
         if self._debug:
             logs.debug("request", method=request.method, path=request.rel_url.raw_path[:256],
                        name=read.key.describe() if read else "", status=response.status,
@@ -146,6 +162,28 @@ class Api:
         return web.Response(body=body, headers={"Content-Type": content_type, "X-Cache": state,
                                                 "Age": str(age)})
 
+    def _route(self, path: str, target: str) -> str:
+        """The route label of a request: its path pattern, never the name it asks for."""
+        if path in ROUTES or path in ("/ping", "/metrics"):
+            route = path
+        elif path.startswith(SECRET_PATH_PREFIX):
+            route = SECRET_PATH_PREFIX + "{secretId}"
+        else:
+            route = "other"
+        if len(target) <= MEMO_TARGET_CHARS:
+            if len(self._routes) >= MEMO_ENTRIES:
+                self._routes.clear()
+            self._routes[target] = route
+        return route
+
+    def _metrics_response(self) -> web.Response:
+        cache = self._resolver.cache
+        self.metrics.gauges = lambda: {
+            "cache_entries": len(cache), "cache_bytes": cache.bytes_held,
+            "cache_max_entries": cache.max_items, "cache_max_bytes": cache.max_bytes}
+        return web.Response(body=self.metrics.exposition(),
+                            headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     def _admit(self, request: web.BaseRequest) -> Read | web.Response:
         """The SPEC's checks in the SPEC's order; the read to serve, or /ping's answer."""
         headers = request.headers
@@ -161,6 +199,8 @@ class Api:
             raise ApiError(403, "BadToken", "missing or invalid X-Aws-Parameters-Secrets-Token")
         if request.method != "GET":
             raise ApiError(405, "MethodNotAllowed", "only GET is supported")
+        if read is None and request.rel_url.raw_path == "/metrics":
+            return self._metrics_response()
         if read is None:
             read = self._parse(request)
         elif request.body_exists or request.content_length:

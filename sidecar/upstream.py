@@ -37,6 +37,7 @@ from sidecar import __version__, logs
 from sidecar.config import Settings
 from sidecar.errors import ApiError
 from sidecar.key import S3, SECRETS, SSM, Key
+from sidecar.metrics import Metrics
 
 # Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
 TOTAL_ATTEMPTS = 3
@@ -159,8 +160,10 @@ def translate(exc: BaseException) -> ApiError:
 class Upstream:
     """Owns the AWS clients. ``start`` creates them; every call awaits them if still starting."""
 
-    def __init__(self, settings: Settings, session: AioSession | None = None) -> None:
+    def __init__(self, settings: Settings, session: AioSession | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self.metrics = metrics or Metrics()
         self._session = session or get_session()
         # Trimmed service models and endpoints first: a quarter of the daemon's memory otherwise.
         loader = self._session.get_component("data_loader")
@@ -214,14 +217,21 @@ class Upstream:
     async def _call(self, service: str, api: str, label: str, **kwargs: Any) -> dict[str, Any]:
         client = await self._client(service)
         started = time.perf_counter()
-        outcome = "ok"
+        outcome, kind = "ok", "success"
         try:
             response: dict[str, Any] = await getattr(client, api)(**kwargs)
             return response
         except BaseException as exc:
-            outcome = translate(exc).code if isinstance(exc, Exception) else type(exc).__name__
+            error = translate(exc) if isinstance(exc, Exception) else None
+            outcome = error.code if error is not None else type(exc).__name__
+            kind = outcome_kind(error)
+            if isinstance(exc, ClientError) and exc.response.get(
+                    "ResponseMetadata", {}).get("HTTPStatusCode") == 304:
+                kind = "not_modified"  # an ETag revalidation: the object is unchanged
             raise
         finally:
+            operation = "".join(part.title() for part in api.split("_"))
+            self.metrics.observe_call(service, operation, kind, time.perf_counter() - started)
             if logs.debug_on():
                 logs.debug("upstream call", api=api, name=label, outcome=outcome,
                            ms=round((time.perf_counter() - started) * 1000, 2))
@@ -319,10 +329,23 @@ class Upstream:
                     raise ApiError(400, "ObjectTooLarge", f"the object is {length} bytes, over "
                                    f"the {limit}-byte limit (PARAMETERS_SECRETS_EXTENSION_S3_"
                                    "MAX_OBJECT_BYTES)")
-                body = await stream.read(limit + 1)
-                if len(body) > limit:
-                    raise ApiError(400, "ObjectTooLarge", f"the object is over the {limit}-byte "
-                                   "limit (PARAMETERS_SECRETS_EXTENSION_S3_MAX_OBJECT_BYTES)")
+                # read(n) returns at most n bytes, often fewer: read to the end, bounded.
+                chunks: list[bytes] = []
+                received = 0
+                while True:
+                    chunk = await stream.read(65536)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    if received > limit:
+                        raise ApiError(400, "ObjectTooLarge", f"the object is over the "
+                                       f"{limit}-byte limit "
+                                       "(PARAMETERS_SECRETS_EXTENSION_S3_MAX_OBJECT_BYTES)")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
+                if length and len(body) != length:
+                    raise ApiError(502, "UpstreamUnavailable", "S3 sent fewer bytes than it "
+                                   "announced", transient=True)
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 304:
@@ -414,6 +437,21 @@ def _selector_matches(key: Key, parameter: dict[str, Any]) -> bool:
 
 def _identity(key: Key) -> str:
     return parameter_identity(key.name) if key.service == SSM else key.name
+
+
+def outcome_kind(error: ApiError | None) -> str:
+    """An upstream call's outcome, in the metrics' vocabulary."""
+    if error is None:
+        return "cancelled"
+    if error.code in _THROTTLING:
+        return "throttled"
+    if error.code == "UpstreamTimeout":
+        return "timeout"
+    if error.code == "UpstreamUnavailable":
+        return "unavailable"
+    if error.status >= 500:
+        return "server_error"
+    return "client_error"
 
 
 class NotModified(Exception):

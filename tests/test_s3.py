@@ -54,6 +54,15 @@ def test_cold_warm_revalidated_and_changed(start_daemon: StartDaemon, aws: Aws,
     assert fresh.content == changed
 
 
+def test_large_objects_arrive_whole(start_daemon: StartDaemon, aws: Aws, unique: str) -> None:
+    bucket = _bucket(aws, unique)
+    body = bytes(range(256)) * 2000  # 512 KB: many network reads
+    aws.s3.put_object(Bucket=bucket, Key="large.bin", Body=body)
+    daemon = start_daemon()
+    for _ in range(2):  # a miss, then the cached copy
+        assert _get(daemon, bucket, "large.bin").content == body
+
+
 def test_objects_over_the_limit_are_refused_and_not_cached(
         start_daemon: StartDaemon, aws: Aws, proxy: FaultProxy, unique: str) -> None:
     bucket = _bucket(aws, unique)
