@@ -34,7 +34,7 @@ class Metrics:
         self.evictions: Counter[tuple[str]] = Counter()  # cause
         self.calls: Counter[tuple[str, str, str]] = Counter()  # service, operation, outcome
         self.latency: dict[tuple[str, str], list[float]] = {}  # service, operation: buckets+sum
-        self.requests: Counter[tuple[str, str]] = Counter()  # route, status
+        self.requests: Counter[tuple[str, int]] = Counter()  # route, status
         self.prefetch: Counter[tuple[str]] = Counter()  # result
         self.gauges: Callable[[], dict[str, float]] = dict
 
@@ -99,7 +99,9 @@ class Metrics:
             lines.append(f"{PREFIX}_upstream_call_duration_seconds_count{{{base}}} "
                          f"{_number(row[-2])}")
         family("http_requests_total", "counter", "HTTP requests by route and status.")
-        samples("http_requests_total", ("route", "status"), self.requests.items())
+        samples("http_requests_total", ("route", "status"),
+                (((route, str(status)), count) for (route, status), count
+                 in self.requests.items()))
         family("prefetch_items_total", "counter", "Prefetch items by result (cached, failed).")
         samples("prefetch_items_total", ("result",), self.prefetch.items())
         return ("\n".join(lines) + "\n").encode()

@@ -130,9 +130,9 @@ class Api:
             response = error_response(ApiError(500, "InternalFailure", "internal error"))
         target = request.raw_path
         route = self._routes.get(target) or self._route(request.rel_url.raw_path, target)
-        self.metrics.requests[(route, str(response.status))] += 1
+        self.metrics.requests[(route, response.status)] += 1
         if state is not None and read is not None:
-            self.metrics.gets[(read.key.limits(), state)] += 1
+            self.metrics.gets[(read.key.service, state)] += 1
         if self._debug:
             logs.debug("request", method=request.method, path=request.rel_url.raw_path[:256],
                        name=read.key.describe() if read else "", status=response.status,
