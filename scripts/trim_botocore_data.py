@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "sidecar" / "botocore_data"
 OPERATIONS = {
     "ssm": ["GetParameter", "GetParameters", "GetParametersByPath"],
-    "secretsmanager": ["GetSecretValue", "BatchGetSecretValue"],
+    "secretsmanager": ["GetSecretValue", "BatchGetSecretValue", "ListSecrets"],
     "s3": ["GetObject"],
+    "sts": ["GetCallerIdentity", "AssumeRole"],  # validate_credentials, roleArn
 }
 ENDPOINT_SERVICES = {"ssm", "secretsmanager", "sts", "s3"}
 

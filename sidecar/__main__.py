@@ -26,7 +26,7 @@ def _check_region(settings: Settings) -> None:
             raise ConfigError("no AWS region: set AWS_REGION (or a region in the profile)")
 
 
-def standalone(demo: bool) -> int:
+def standalone(demo: bool, config_file: str | None = None) -> int:
     from sidecar import config, hardening, logs
 
     if demo:
@@ -36,17 +36,22 @@ def standalone(demo: bool) -> int:
         demo_mode.prepare_environment(endpoint)
         demo_mode.seed(endpoint)
     try:
-        settings, warnings = config.load()
+        settings, warnings = config.load(config_file=config_file)
         _check_region(settings)
+        log_file = logs.file_path() if settings.log_to_file else None
     except config.ConfigError as exc:
         logs.fatal_line(str(exc))
         return 2
-    logs.setup(settings.log_level, settings.log_format)
+    try:
+        logs.setup(settings.log_level, settings.log_format, log_file)
+    except OSError as exc:
+        logs.fatal_line(f"cannot write the log file {log_file!r} (log_to_file): {exc.strerror}")
+        return 2
     for warning in warnings:
         logs.warn(warning)
     logs.info("starting", version=__version__, **settings.describe(), **hardening.state())
 
-    from sidecar.daemon import run_standalone
+    from sidecar.daemon import StartupError, run_standalone
     from sidecar.listener import bind
     from sidecar.runloop import run
 
@@ -58,7 +63,11 @@ def standalone(demo: bool) -> int:
         return 1
     if demo:
         print(demo_mode.banner(settings.port), flush=True)
-    run(run_standalone(settings, sock))
+    try:
+        run(run_standalone(settings, sock))
+    except StartupError as exc:
+        logs.fatal_line(str(exc))
+        return 1
     return 0
 
 
@@ -74,6 +83,18 @@ def healthcheck() -> int:
         healthy = False
     print("healthy" if healthy else "unhealthy")
     return 0 if healthy else 1
+
+
+def check_config(path: str) -> int:
+    from sidecar.agent_config import AgentConfigError, load_file
+
+    try:
+        load_file(path)
+    except AgentConfigError as exc:
+        print(f"[parameters-secrets-sidecar] ERROR {exc}", flush=True)
+        return 2
+    print(f"[parameters-secrets-sidecar] {path}: valid", flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,10 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--healthcheck", action="store_true",
                         help="exit 0 if a daemon answers /ping on the configured port, else 1 "
                              "(for container HEALTHCHECKs; needs no curl)")
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="the Secrets Manager Agent's TOML configuration file (flat or "
+                             "nested keys); environment variables override it")
+    parser.add_argument("--check-config", metavar="FILE",
+                        help="validate the Agent configuration FILE and exit (0 when valid)")
     parser.add_argument("--version", action="version", version=__version__)
+    if arguments[:2] == ["sm", "start"]:
+        # The Workload Credentials Provider's command line: `... sm start --config FILE`.
+        arguments = arguments[2:]
     args = parser.parse_args(arguments)
     if args.healthcheck:
         return healthcheck()
+    if args.check_config:
+        return check_config(args.check_config)
     if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
         from sidecar.extension import run_extension
 
@@ -109,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if missed:
         print(f"[parameters-secrets-sidecar] WARN could not apply: {', '.join(missed)}",
               flush=True)
-    return standalone(args.demo)
+    return standalone(args.demo, args.config)
 
 
 if __name__ == "__main__":

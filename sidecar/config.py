@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sidecar.key import Key
 
@@ -18,6 +18,10 @@ from sidecar.key import Key
 # or the query parser unless a prefetch list is set.)
 
 TOKEN_VARIABLES = ("AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
+TOKEN_HEADERS = ("X-Aws-Parameters-Secrets-Token", "X-Vault-Token")
+DEFAULT_PATH_PREFIX = "/v1/"
+DEFAULT_MAX_ROLES = 20
+DEFAULT_PREFETCH_BUFFER_RATIO = 0.8
 LOG_LEVELS = ("debug", "info", "warn", "error", "none")
 LOG_FORMATS = ("text", "json")
 MAX_TTL_SECS = 86400
@@ -77,6 +81,19 @@ class Settings(NamedTuple):
     s3_max_object_bytes: int = DEFAULT_S3_MAX_OBJECT_BYTES
     metrics_emf: bool = False
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    # From the Secrets Manager Agent's configuration file (``--config``); see agent_config.
+    config_file: str | None = None
+    token_headers: tuple[str, ...] = TOKEN_HEADERS
+    token_variables: tuple[str, ...] = TOKEN_VARIABLES
+    path_prefix: str = DEFAULT_PATH_PREFIX
+    max_roles: int = DEFAULT_MAX_ROLES
+    validate_credentials: bool = False
+    ignore_transient_errors: bool = True
+    prefetch_tags: tuple[tuple[str, str | None], ...] = ()
+    prefetch_buffer_ratio: float = DEFAULT_PREFETCH_BUFFER_RATIO
+    prefetch_jitter_secs: int = 0
+    log_to_file: bool = False
+    credentials_file: str | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"Settings(token=<redacted>, token_source={self.token_source!r}, ...)"
@@ -104,6 +121,7 @@ class Settings(NamedTuple):
             "stale_if_error_secs": self.stale_if_error_secs,
             "coalesce": self.coalesce,
             "prefetch_items": len(self.prefetch),
+            "prefetch_tags": len(self.prefetch_tags),
             "prefetch_wait_ms": self.prefetch_wait_ms if self.prefetch_wait else 0,
             "max_inbound_connections": self.max_inbound_connections,
             "shutdown_grace_secs": self.shutdown_grace_secs,
@@ -114,6 +132,11 @@ class Settings(NamedTuple):
             "log_format": self.log_format,
             "region": self.region or "(botocore default)",
             "token": f"<redacted, from {self.token_source}>",
+            "token_headers": ",".join(self.token_headers),
+            "path_prefix": self.path_prefix,
+            "max_roles": self.max_roles,
+            "validate_credentials": self.validate_credentials,
+            "config_file": self.config_file or "(none)",
         }
 
 
@@ -235,14 +258,16 @@ def read_token_file(path: str, variable: str) -> str:
     return value
 
 
-def read_token(env: Mapping[str, str]) -> tuple[str, str]:
+def read_token(env: Mapping[str, str],
+               variables: tuple[str, ...] = TOKEN_VARIABLES) -> tuple[str, str]:
     """The auth token and the variable it came from; ``file://<path>`` means the file's contents."""
-    token, source, _ = _token(env)
+    token, source, _ = _token(env, variables)
     return token, source
 
 
-def _token(env: Mapping[str, str]) -> tuple[str, str, str | None]:
-    for name in TOKEN_VARIABLES:
+def _token(env: Mapping[str, str],
+           variables: tuple[str, ...] = TOKEN_VARIABLES) -> tuple[str, str, str | None]:
+    for name in variables:
         raw = env.get(name)
         if not raw:
             continue
@@ -256,33 +281,88 @@ def _token(env: Mapping[str, str]) -> tuple[str, str, str | None]:
                               "since HTTP strips it from header values")
         return raw, name, None
     raise ConfigError(
-        "no auth token: set one of " + ", ".join(TOKEN_VARIABLES)
+        "no auth token: set one of " + ", ".join(variables)
         + " (a value of file://<path> reads the token from that file)"
     )
 
 
-def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
-    """Build the settings from ``env`` (default: the process environment).
+# Settings from the configuration file, and the environment variables that override each.
+# (``region`` is the file's over AWS_REGION, as in the Agent: the SDK's own variable is the
+# default the file's key exists to change.)
+_FILE_FIELDS: dict[str, tuple[str, ...]] = {
+    "port": ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",),
+    "cache_items": ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE",),
+    "max_inbound_connections": ("PARAMETERS_SECRETS_EXTENSION_MAX_INBOUND_CONNECTIONS",),
+    "log_level": ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL",),
+    "region": (), "path_prefix": (), "max_roles": (), "validate_credentials": (),
+    "ignore_transient_errors": (), "token_headers": (), "token_variables": (),
+    "prefetch_tags": (), "prefetch_buffer_ratio": (), "prefetch_jitter_secs": (),
+    "log_to_file": (), "credentials_file": (),
+}
+_TTL_FIELDS = {"ssm_ttl": "SSM_PARAMETER_STORE_TTL", "secrets_ttl": "SECRETS_MANAGER_TTL",
+               "s3_ttl": "PARAMETERS_SECRETS_EXTENSION_S3_TTL"}
+
+
+def _is_set(env: Mapping[str, str], name: str) -> bool:
+    return bool(env.get(name, "").strip())
+
+
+def _overlay(settings: Settings, env: Mapping[str, str],
+             from_file: Mapping[str, object]) -> Settings:
+    """The file's values under the environment's: a variable that is set wins."""
+    changes: dict[str, Any] = {}
+    for field, variables in _FILE_FIELDS.items():
+        if field in from_file and not any(_is_set(env, name) for name in variables):
+            changes[field] = from_file[field]
+    ttl = from_file.get("ttl_from_file")
+    if ttl is not None and not _is_set(env, "PARAMETERS_SECRETS_EXTENSION_TTL_SECS"):
+        for field, variable in _TTL_FIELDS.items():
+            if not _is_set(env, variable):
+                changes[field] = ttl
+    if from_file.get("ignore_transient_errors") is False \
+            and not _is_set(env, "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS"):
+        changes["stale_if_error_secs"] = 0  # an error is answered as an error
+    extra = from_file.get("prefetch")
+    if isinstance(extra, tuple):
+        changes["prefetch"] = tuple(dict.fromkeys(settings.prefetch + extra))
+    return settings._replace(**changes)
+
+
+def load(env: Mapping[str, str] | None = None, config_file: str | None = None
+         ) -> tuple[Settings, list[str]]:
+    """Build the settings from ``env`` (default: the process environment) and, when given, the
+    Secrets Manager Agent's configuration file.
 
     Returns the settings and the warnings to log once logging is set up.
     """
     env = os.environ if env is None else env
     warnings: list[str] = []
-    token, token_source, token_file = _token(env)
+    from_file: dict[str, object] = {}
+    if config_file is not None:
+        from sidecar.agent_config import AgentConfigError, load_file
+
+        try:
+            from_file = load_file(config_file)
+        except AgentConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    variables = from_file.get("token_variables", TOKEN_VARIABLES)
+    assert isinstance(variables, tuple)
+    token, token_source, token_file = _token(env, variables)
     initialization_type = env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "").strip().lower()
     wait_choice = _choice(env, "PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT", "auto",
                           PREFETCH_WAIT_CHOICES)
     shared_ttl = env.get("PARAMETERS_SECRETS_EXTENSION_TTL_SECS")
     prefetch_raw = env.get("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "")
     prefetch: tuple[Key, ...] = ()
+    prefetch_tags: tuple[tuple[str, str | None], ...] = ()
     if prefetch_raw.strip():
         from sidecar.prefetch import PrefetchSyntaxError, parse_prefetch
 
         try:
-            prefetch = parse_prefetch(prefetch_raw)
+            prefetch, prefetch_tags = parse_prefetch(prefetch_raw)
         except PrefetchSyntaxError as exc:
             raise ConfigError(f"PARAMETERS_SECRETS_EXTENSION_PREFETCH is invalid: {exc}") from None
-    return Settings(
+    settings = Settings(
         token=token,
         token_source=token_source,
         port=_int(env, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", 2773, 1, 65535),
@@ -326,4 +406,12 @@ def load(env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
                                  DEFAULT_S3_MAX_OBJECT_BYTES, 1, MAX_S3_MAX_OBJECT_BYTES),
         metrics_emf=_bool(env, "PARAMETERS_SECRETS_EXTENSION_METRICS_EMF", False),
         metrics_namespace=_namespace(env),
-    ), warnings
+        config_file=config_file,
+        prefetch_tags=prefetch_tags,
+    )
+    if from_file:
+        settings = _overlay(settings, env, from_file)
+        if settings.prefetch_tags and prefetch_tags:  # both: the union
+            settings = settings._replace(
+                prefetch_tags=tuple(dict.fromkeys(prefetch_tags + settings.prefetch_tags)))
+    return settings, warnings

@@ -27,6 +27,28 @@ DRAIN_SECS = 1.2
 DRAIN_POLL_SECS = 0.01
 
 
+class StartupError(Exception):
+    """Start-up cannot go on; ``str(error)`` is the one line shown."""
+
+
+async def validate_credentials(daemon: Daemon) -> None:
+    """The Agent's ``validate_credentials``: STS GetCallerIdentity before serving. A transient
+    failure is only a warning while ``ignore_transient_errors`` holds (the Agent's rule)."""
+    from sidecar.errors import ApiError
+
+    try:
+        await daemon.upstream.check_identity()
+    except ApiError as exc:
+        if exc.transient and daemon.settings.ignore_transient_errors:
+            logs.warn("AWS credentials could not be validated (transient); starting anyway",
+                      error=exc.code)
+            return
+        await daemon.upstream.close()
+        raise StartupError(f"AWS credentials failed validation (validate_credentials): "
+                           f"{exc.code}: {exc.message}") from None
+    logs.info("AWS credentials validated")
+
+
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -34,7 +56,9 @@ class Daemon:
         self.upstream = Upstream(settings, metrics=self.metrics)
         self.resolver = Resolver(settings, self.upstream, metrics=self.metrics)
         self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver,
-                       self.metrics)
+                       self.metrics, token_headers=settings.token_headers,
+                       path_prefix=settings.path_prefix,
+                       max_busy=settings.max_inbound_connections)
         self.server = build_server(self.api, settings.max_inbound_connections)
         self._runner = web.ServerRunner(self.server, shutdown_timeout=DRAIN_SECS)
         self._warmup: asyncio.Task[None] | None = None
@@ -48,8 +72,20 @@ class Daemon:
         of one joins its batch instead of making a call of its own.
         """
         loop = asyncio.get_running_loop()
-        if self.settings.prefetch:
-            self.prefetched = self.resolver.begin_prefetch(self.settings.prefetch)
+        settings = self.settings
+        if settings.prefetch_tags or settings.prefetch_jitter_secs \
+                or settings.config_file is not None:
+            # The Agent's prefetch: delayed, bounded by the cache buffer, by tag keys too.
+            from sidecar.tag_prefetch import prefetch
+
+            if settings.prefetch or settings.prefetch_tags:
+                self.prefetched = loop.create_task(
+                    prefetch(settings, self.resolver, self.upstream))
+            else:
+                self.prefetched = loop.create_future()
+                self.prefetched.set_result(None)
+        elif settings.prefetch:
+            self.prefetched = self.resolver.begin_prefetch(settings.prefetch)
         else:
             self.prefetched = loop.create_future()
             self.prefetched.set_result(None)
@@ -108,6 +144,8 @@ async def run_standalone(settings: Settings, sock: socket.socket) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     daemon = Daemon(settings)
+    if settings.validate_credentials and not settings.credentials_file:
+        await validate_credentials(daemon)  # (the Agent skips it for file credentials too)
     await daemon.start(sock)
     logs.info("ready", address=f"127.0.0.1:{settings.port}", mode="standalone")
     await stop.wait()

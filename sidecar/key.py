@@ -26,6 +26,9 @@ class Key(NamedTuple):
     version_stage: str | None = None
     # For SSM_PATH: the read's other arguments, canonical (``recursive``, filters).
     options: tuple[tuple[str, str], ...] = ()
+    # ``roleArn``: read with that role's credentials (STS AssumeRole). Part of the key, so a value
+    # read under one role is never served to a request for another (or for no role).
+    role: str | None = None
 
     def limits(self) -> str:
         """The service whose TTL, timeout and connection slots apply."""
@@ -38,6 +41,10 @@ class Key(NamedTuple):
 
     def describe(self) -> str:
         """A short log-safe label (names and selectors only, never values)."""
+        label = self._label()
+        return f"{label} as {self.role}" if self.role else label
+
+    def _label(self) -> str:
         if self.service == SSM:
             return self.ssm_name() + (" (decrypted)" if self.with_decryption else "")
         if self.service == SSM_PATH:

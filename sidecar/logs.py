@@ -53,9 +53,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def setup(level: str, fmt: str) -> None:
-    """Route our logger, and other libraries' warnings, to stdout in the chosen format."""
-    handler = logging.StreamHandler(sys.stdout)
+LOG_FILE_NAME = "parameters-secrets-sidecar.log"
+LOG_FILE_BYTES = 10 * 1024 * 1024  # rotated as the Agent's log is: 10 MB, 5 kept
+LOG_FILES_KEPT = 5
+
+
+def file_path() -> str:
+    """Where ``log_to_file`` writes: systemd's ``LogsDirectory`` if given, else ``./logs``."""
+    import os
+
+    directory = os.environ.get("LOGS_DIRECTORY", "").split(":")[0] or "logs"
+    return os.path.join(directory, LOG_FILE_NAME)
+
+
+def setup(level: str, fmt: str, log_file: str | None = None) -> None:
+    """Route our logger, and other libraries' warnings, to stdout (or, when asked, a rotated
+    file) in the chosen format. Log lines never hold a value or the token, so a log file
+    breaks no "nothing on disk" promise; it is still only written when asked for."""
+    handler: logging.Handler = logging.StreamHandler(sys.stdout)
+    if log_file is not None:
+        import os
+        from logging.handlers import RotatingFileHandler
+
+        os.makedirs(os.path.dirname(log_file) or ".", mode=0o750, exist_ok=True)
+        handler = RotatingFileHandler(log_file, maxBytes=LOG_FILE_BYTES,
+                                      backupCount=LOG_FILES_KEPT, encoding="utf-8")
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(_LEVELS[level])

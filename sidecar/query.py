@@ -25,7 +25,9 @@ _LABEL_RESERVED = re.compile(r"(?i)^(aws|ssm|[0-9])")
 _VERSION_ID = re.compile(r"[\x21-\x7e]{32,64}")
 MAX_VERSION_DIGITS = 19  # a signed 64-bit number
 
-EXTRA_KEYS = frozenset({"maxAge", "transform", "jsonKey"})  # on every read path
+EXTRA_KEYS = frozenset({"maxAge", "transform", "jsonKey", "roleArn"})  # on every read path
+# The Secrets Manager Agent's rule for ``roleArn`` (ASCII word characters only).
+_ROLE_ARN = re.compile(r"arn:[A-Za-z0-9_-]+:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+")
 PARAMETER_KEYS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"}) \
     | EXTRA_KEYS
 SECRET_KEYS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"}) | EXTRA_KEYS
@@ -35,7 +37,7 @@ BATCH_KEYS = frozenset({"name", "withDecryption", "refreshNow"}) | EXTRA_KEYS
 SECRET_BATCH_KEYS = frozenset({"secretId", "refreshNow"}) | EXTRA_KEYS
 PATH_KEYS = frozenset({"path", "recursive", "withDecryption", "type", "keyId", "label",
                        "refreshNow"}) | EXTRA_KEYS
-S3_KEYS = frozenset({"bucket", "key", "versionId", "refreshNow", "maxAge"})
+S3_KEYS = frozenset({"bucket", "key", "versionId", "refreshNow", "maxAge", "roleArn"})
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 MAX_OBJECT_KEY_BYTES = 1024
 MAX_BATCH = 100
@@ -154,6 +156,15 @@ def _extras(found: dict[str, str], group: bool = False) -> dict[str, object]:
     return extras
 
 
+def role_of(found: dict[str, str]) -> str | None:
+    """``roleArn``, checked against the role ARN form before any AWS call."""
+    role = found.get("roleArn")
+    if role is not None and not _ROLE_ARN.fullmatch(role):
+        raise bad_request("InvalidParameterValue", "query parameter 'roleArn' must be a role "
+                          "ARN: arn:<partition>:iam::<12-digit account>:role/<name>")
+    return role
+
+
 def _required(found: dict[str, str], name: str) -> str:
     value = found.get(name)
     if value is None:
@@ -181,7 +192,7 @@ def parameter_read(pairs: list[tuple[str, str]]) -> Read:
             _check_label(label)
             break
     key = Key(SSM, name, version=version, label=label,
-              with_decryption=_flag(found, "withDecryption"))
+              with_decryption=_flag(found, "withDecryption"), role=role_of(found))
     return Read(key, _flag(found, "refreshNow"), **_extras(found))  # type: ignore[arg-type]
 
 
@@ -192,7 +203,7 @@ def _secret_read(secret_id: str, found: dict[str, str]) -> Read:
                           "query parameter 'versionId' must be 32-64 printable characters "
                           "without spaces")
     key = Key(SECRETS, secret_id, version_id=found.get("versionId"),
-              version_stage=found.get("versionStage"))
+              version_stage=found.get("versionStage"), role=role_of(found))
     return Read(key, _flag(found, "refreshNow"), **_extras(found))  # type: ignore[arg-type]
 
 
@@ -255,7 +266,7 @@ def _collect_group(pairs: list[tuple[str, str]], allowed: frozenset[str],
     return values, found
 
 
-def _selected(entry: str, decrypt: bool) -> Key:
+def _selected(entry: str, decrypt: bool, role: str | None) -> Key:
     """``name``, ``name:3`` (a version) or ``name:label``; an ARN's own colons are not
     selectors (only what follows ``:parameter/`` is looked at)."""
     prefix = ""
@@ -264,21 +275,21 @@ def _selected(entry: str, decrypt: bool) -> Key:
         prefix, entry = head + ":parameter/", tail
     name, sep, selector = entry.rpartition(":")
     if not sep or not name or not selector or "/" in selector:
-        return Key(SSM, prefix + entry, with_decryption=decrypt)
+        return Key(SSM, prefix + entry, with_decryption=decrypt, role=role)
     if selector.isdigit():
         if int(selector) < 1 or len(selector) > MAX_VERSION_DIGITS:
             raise bad_request("InvalidParameterValue",
                               f"the version in {(prefix + entry)[:128]!r} is invalid")
-        return Key(SSM, prefix + name, version=selector, with_decryption=decrypt)
+        return Key(SSM, prefix + name, version=selector, with_decryption=decrypt, role=role)
     _check_label(selector)
-    return Key(SSM, prefix + name, label=selector, with_decryption=decrypt)
+    return Key(SSM, prefix + name, label=selector, with_decryption=decrypt, role=role)
 
 
 def parameter_batch_read(pairs: list[tuple[str, str]]) -> Read:
     """``/systemsmanager/parameters/batch``."""
     names, found = _collect_group(pairs, BATCH_KEYS, "name")
-    decrypt = _flag(found, "withDecryption")
-    keys = tuple(dict.fromkeys(_selected(name, decrypt) for name in names))
+    decrypt, role = _flag(found, "withDecryption"), role_of(found)
+    keys = tuple(dict.fromkeys(_selected(name, decrypt, role) for name in names))
     return Read(keys[0], _flag(found, "refreshNow"), SSM_BATCH_READ, keys,
                 **_extras(found, group=True))  # type: ignore[arg-type]
 
@@ -286,7 +297,8 @@ def parameter_batch_read(pairs: list[tuple[str, str]]) -> Read:
 def secret_batch_read(pairs: list[tuple[str, str]]) -> Read:
     """``/secretsmanager/batch``."""
     ids, found = _collect_group(pairs, SECRET_BATCH_KEYS, "secretId")
-    keys = tuple(dict.fromkeys(Key(SECRETS, secret_id) for secret_id in ids))
+    role = role_of(found)
+    keys = tuple(dict.fromkeys(Key(SECRETS, secret_id, role=role) for secret_id in ids))
     return Read(keys[0], _flag(found, "refreshNow"), SECRET_BATCH_READ, keys,
                 **_extras(found, group=True))  # type: ignore[arg-type]
 
@@ -309,7 +321,7 @@ def path_read(pairs: list[tuple[str, str]]) -> Read:
         _check_label(found["label"])
         options.append(("label", found["label"]))
     key = Key(SSM_PATH, path, with_decryption=_flag(found, "withDecryption"),
-              options=tuple(options))
+              options=tuple(options), role=role_of(found))
     return Read(key, _flag(found, "refreshNow"), PATH_READ,
                 **_extras(found, group=True))  # type: ignore[arg-type]
 
@@ -325,6 +337,6 @@ def s3_read(pairs: list[tuple[str, str]]) -> Read:
         raise bad_request("InvalidParameterValue",
                           f"query parameter 'key' is longer than {MAX_OBJECT_KEY_BYTES} bytes")
     cache_key = Key(S3, f"s3://{bucket}/{key}", version_id=found.get("versionId"),
-                    options=(("bucket", bucket), ("key", key)))
+                    options=(("bucket", bucket), ("key", key)), role=role_of(found))
     return Read(cache_key, _flag(found, "refreshNow"), S3_READ,
                 **_extras(found))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from multidict import CIMultiDictProxy
 
 from sidecar import logs, render
 from sidecar.admission import GuardedServer
+from sidecar.config import DEFAULT_INBOUND_CONNECTIONS, DEFAULT_PATH_PREFIX, TOKEN_HEADERS
 from sidecar.errors import ApiError, bad_request
 from sidecar.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sidecar.metrics import Metrics
@@ -36,7 +37,9 @@ from sidecar.resolver import Answer, Resolver
 from sidecar.token import TokenSource
 
 MAX_QUERY_BYTES = 8 * 1024
-TOKEN_HEADERS = ("X-Aws-Parameters-Secrets-Token", "X-Vault-Token")
+# Connections beyond ``max_conn`` kept for /ping (the Agent allows two), so that a health check
+# still answers while every other slot is busy.
+PING_HEADROOM = 2
 # Parsed request targets are remembered, so a repeated read skips parsing and reuses one Key
 # object (identity makes the cache's dict lookups cheapest). Bounded in count and in length.
 MEMO_ENTRIES = 4096
@@ -55,7 +58,6 @@ ROUTES: dict[str, Parser] = {
     "/secretsmanager/batch": secret_batch_read,
     "/s3/get": s3_read,
 }
-SECRET_PATH_PREFIX = "/v1/"
 
 
 def error_response(error: ApiError) -> web.Response:
@@ -72,9 +74,15 @@ def answer_response(answer: Answer) -> web.Response:
 class Api:
     """Translates between HTTP and the resolver; owns nothing but the token."""
 
-    def __init__(self, token: TokenSource, resolver: Resolver,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(self, token: TokenSource, resolver: Resolver, metrics: Metrics | None = None,
+                 *, token_headers: tuple[str, ...] = TOKEN_HEADERS,
+                 path_prefix: str = DEFAULT_PATH_PREFIX,
+                 max_busy: int = DEFAULT_INBOUND_CONNECTIONS) -> None:
         self._token = token
+        self._token_headers = token_headers
+        self._path_prefix = path_prefix
+        self._max_busy = max_busy  # requests being answered at once (the Agent's max_conn)
+        self._busy = 0
         self._resolver = resolver
         self.metrics = metrics or resolver.metrics
         self._reads: dict[str, Read] = {}
@@ -83,7 +91,7 @@ class Api:
         self.shutting_down = False
 
     def _authorised(self, headers: CIMultiDictProxy[str]) -> bool:
-        for header in TOKEN_HEADERS:
+        for header in self._token_headers:
             given = headers.get(header)
             if given is not None:
                 return self._token.matches(given)
@@ -94,8 +102,8 @@ class Api:
 
     def _parser(self, raw_path: str) -> Callable[[list[tuple[str, str]]], Read] | None:
         parser = ROUTES.get(raw_path)
-        if parser is None and raw_path.startswith(SECRET_PATH_PREFIX):
-            raw_id = raw_path[len(SECRET_PATH_PREFIX):]
+        if parser is None and raw_path.startswith(self._path_prefix):
+            raw_id = raw_path[len(self._path_prefix):]
             return lambda pairs: _secret_path_read(raw_id, pairs)
         return parser
 
@@ -105,7 +113,11 @@ class Api:
         started = time.perf_counter() if self._debug else 0.0
         read: Read | None = None
         state: str | None = None
+        self._busy += 1
         try:
+            if self._busy > self._max_busy and request.rel_url.raw_path != "/ping":
+                raise ApiError(429, "TooManyConnections",
+                               f"more than {self._max_busy} requests at once (max_conn)")
             outcome = self._admit(request)
             if isinstance(outcome, web.Response):
                 response = outcome
@@ -128,6 +140,8 @@ class Api:
         except Exception as exc:
             logs.error("request failed unexpectedly", error=type(exc).__name__)
             response = error_response(ApiError(500, "InternalFailure", "internal error"))
+        finally:
+            self._busy -= 1
         target = request.raw_path
         route = self._routes.get(target) or self._route(request.rel_url.raw_path, target)
         self.metrics.requests[(route, response.status)] += 1
@@ -166,8 +180,8 @@ class Api:
         """The route label of a request: its path pattern, never the name it asks for."""
         if path in ROUTES or path in ("/ping", "/metrics"):
             route = path
-        elif path.startswith(SECRET_PATH_PREFIX):
-            route = SECRET_PATH_PREFIX + "{secretId}"
+        elif path.startswith(self._path_prefix):
+            route = "/v1/{secretId}"  # a fixed label, whatever the configured prefix
         else:
             route = "other"
         if len(target) <= MEMO_TARGET_CHARS:
@@ -232,9 +246,12 @@ class Api:
 def build_server(api: Api, max_connections: int) -> GuardedServer:
     """aiohttp's low-level server: every request goes straight to ``Api.handle``.
 
+    ``max_connections`` is the Agent's ``max_conn``; ``PING_HEADROOM`` more are kept for /ping.
+
     The daemon routes by itself (the SPEC's check order needs that anyway), so aiohttp's
     Application, router and middleware machinery would only add time to every hit. Admission
     (connection cap, head deadline, idle timeout, size limits) is ``GuardedServer``'s.
     """
     handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = api.handle
-    return GuardedServer(handler, max_connections=max_connections, access_log=None)
+    return GuardedServer(handler, max_connections=max_connections + PING_HEADROOM,
+                         access_log=None)

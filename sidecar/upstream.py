@@ -38,6 +38,7 @@ from sidecar.config import Settings
 from sidecar.errors import ApiError
 from sidecar.key import S3, SECRETS, SSM, Key
 from sidecar.metrics import Metrics
+from sidecar.roles import SESSION_NAME, Metadata, RoleClients
 
 # Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
 TOTAL_ATTEMPTS = 3
@@ -46,6 +47,8 @@ PATH_PAGE = 10  # GetParametersByPath returns at most 10 a page
 MAX_PATH_PAGES = 100
 MAX_PATH_BYTES = 4 * 1024 * 1024
 SECRETS_BATCH = 20  # BatchGetSecretValue takes at most 20 ids
+LIST_PAGE = 100  # ListSecrets returns at most 100 a page
+MAX_LIST_PAGES = 100
 _THROTTLING = frozenset({
     "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
     "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException",
@@ -164,14 +167,18 @@ class Upstream:
                  metrics: Metrics | None = None) -> None:
         self._settings = settings
         self.metrics = metrics or Metrics()
-        self._session = session or get_session()
-        # Trimmed service models and endpoints first: a quarter of the daemon's memory otherwise.
-        loader = self._session.get_component("data_loader")
-        if str(TRIMMED_DATA) not in loader.search_paths:
-            loader.search_paths.insert(0, str(TRIMMED_DATA))
+        self._session = _with_trimmed_data(session or get_session())
+        if settings.credentials_file:
+            from sidecar.file_credentials import FileCredentialProvider
+
+            self._session.register_component(
+                "credential_provider", FileCredentialProvider(settings.credentials_file))
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._ready: asyncio.Future[None] | None = None
+        self._sts: asyncio.Future[Any] | None = None
+        self.roles = RoleClients(self._assume, lambda: _with_trimmed_data(AioSession()),
+                                 self._new_client, settings.max_roles)
 
     def _config(self, timeout_ms: int) -> AioConfig:
         timeouts: dict[str, float] = {}
@@ -193,14 +200,8 @@ class Upstream:
         """Create both clients. Safe to call once; calls made before wait for it."""
         ready = self._ready_future()
         try:
-            for service, timeout_ms in ((SSM, self._settings.ssm_timeout_ms),
-                                        (SECRETS, self._settings.secrets_timeout_ms),
-                                        (S3, self._settings.s3_timeout_ms)):
-                client = self._session.create_client(
-                    _SERVICE_NAMES[service], region_name=self._settings.region,
-                    config=self._config(timeout_ms),
-                )
-                self._clients[service] = await self._stack.enter_async_context(client)
+            for service in (SSM, SECRETS, S3):
+                self._clients[service] = await self._new_client(self._session, service)
         except BaseException as exc:
             ready.set_exception(translate(exc))
             ready.exception()  # marks it retrieved; readers re-raise it themselves
@@ -210,12 +211,65 @@ class Upstream:
     async def close(self) -> None:
         await self._stack.aclose()
 
+    def _timeout_ms(self, service: str) -> int:
+        return {SSM: self._settings.ssm_timeout_ms, S3: self._settings.s3_timeout_ms}.get(
+            service, self._settings.secrets_timeout_ms)
+
+    async def _new_client(self, session: AioSession, service: str) -> Any:
+        client = session.create_client(_SERVICE_NAMES.get(service, service),
+                                       region_name=self._settings.region,
+                                       config=self._config(self._timeout_ms(service)))
+        return await self._stack.enter_async_context(client)
+
+    async def _sts_client(self) -> Any:
+        """STS with the daemon's own credentials, created on first use (roles, identity)."""
+        if self._sts is None:
+            self._sts = asyncio.ensure_future(self._new_client(self._session, "sts"))
+        try:
+            return await asyncio.shield(self._sts)
+        except BaseException:
+            if self._sts is not None and self._sts.done():
+                self._sts = None
+            raise
+
+    async def check_identity(self) -> None:
+        """STS GetCallerIdentity (``validate_credentials``); raises ``ApiError``."""
+        try:
+            await (await self._sts_client()).get_caller_identity()
+        except Exception as exc:
+            raise translate(exc) from None
+
+    async def _assume(self, role: str) -> Metadata:
+        """AssumeRole: a refusal is 403 (as the Agent answers), a transient failure is itself."""
+        started = time.perf_counter()
+        try:
+            sts = await self._sts_client()
+            response = await sts.assume_role(RoleArn=role, RoleSessionName=SESSION_NAME)
+        except Exception as exc:
+            error = translate(exc)
+            if not error.transient and isinstance(exc, ClientError):
+                error = ApiError(403, "AccessDeniedException",
+                                 f"the role {role} could not be assumed ({error.code})")
+            raise error from None
+        finally:
+            if logs.debug_on():
+                logs.debug("upstream call", api="assume_role", name=role,
+                           ms=round((time.perf_counter() - started) * 1000, 2))
+        found = response["Credentials"]
+        expiry = found["Expiration"]
+        return {"access_key": found["AccessKeyId"], "secret_key": found["SecretAccessKey"],
+                "token": found["SessionToken"],
+                "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry)}
+
     async def _client(self, service: str) -> Any:
         await asyncio.shield(self._ready_future())
         return self._clients[service]
 
-    async def _call(self, service: str, api: str, label: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, service: str, api: str, label: str, role: str | None = None,
+                    **kwargs: Any) -> dict[str, Any]:
         client = await self._client(service)
+        if role is not None:
+            client = await self.roles.client(service, role)
         started = time.perf_counter()
         outcome, kind = "ok", "success"
         try:
@@ -241,7 +295,7 @@ class Upstream:
         try:
             if key.service == SSM:
                 response = await self._call(
-                    SSM, "get_parameter", key.describe(),
+                    SSM, "get_parameter", key.describe(), key.role,
                     Name=key.ssm_name(), WithDecryption=key.with_decryption,
                 )
                 return render_parameter(response["Parameter"])
@@ -251,7 +305,7 @@ class Upstream:
             if key.version_stage:
                 kwargs["VersionStage"] = key.version_stage
             return render_secret(
-                await self._call(SECRETS, "get_secret_value", key.describe(), **kwargs)
+                await self._call(SECRETS, "get_secret_value", key.describe(), key.role, **kwargs)
             )
         except Exception as exc:
             raise translate(exc) from None
@@ -269,7 +323,7 @@ class Upstream:
         """
         wanted = {parameter_identity(key.name): key for key in keys}
         response = await self._call(
-            SSM, "get_parameters", f"{len(keys)} names",
+            SSM, "get_parameters", f"{len(keys)} names", keys[0].role,
             Names=[key.ssm_name() for key in keys], WithDecryption=keys[0].with_decryption,
         )
         found: dict[Key, bytes] = {}
@@ -294,7 +348,8 @@ class Upstream:
         """BatchGetSecretValue; answers by the id asked with, and AWS's error for each id."""
         wanted = {key.name: key for key in keys}
         response = await self._call(
-            SECRETS, "batch_get_secret_value", f"{len(keys)} ids", SecretIdList=list(wanted),
+            SECRETS, "batch_get_secret_value", f"{len(keys)} ids", keys[0].role,
+            SecretIdList=list(wanted),
         )
         found: dict[Key, bytes] = {}
         for secret in response.get("SecretValues", []):
@@ -310,6 +365,29 @@ class Upstream:
                     code, str(error.get("Message") or code), 400), transient=code in _THROTTLING)
         return found, errors
 
+    async def list_tagged(self, tag: str, role: str | None, limit: int) -> list[str]:
+        """Names of the secrets carrying the tag key ``tag`` (at most ``limit``): ListSecrets
+        with a ``tag-key`` filter, every page. The filter matches by prefix, so each answer's
+        own tags are checked for the exact key."""
+        kwargs: dict[str, Any] = {"Filters": [{"Key": "tag-key", "Values": [tag]}],
+                                  "MaxResults": LIST_PAGE}
+        names: list[str] = []
+        try:
+            for _page in range(MAX_LIST_PAGES):
+                response = await self._call(SECRETS, "list_secrets", f"tag-key {tag}", role,
+                                            **kwargs)
+                for secret in response.get("SecretList", []):
+                    tags = {str(pair.get("Key")) for pair in secret.get("Tags") or []}
+                    if tag in tags and secret.get("Name"):
+                        names.append(str(secret["Name"]))
+                token = response.get("NextToken")
+                if not token or len(names) >= limit:
+                    break
+                kwargs["NextToken"] = token
+        except Exception as exc:
+            raise translate(exc) from None
+        return names[:limit]
+
     async def fetch_object(self, key: Key, etag: str | None,
                            limit: int) -> tuple[bytes, tuple[tuple[str, str], ...]]:
         """GetObject: the bytes and the headers kept with them. With ``etag``, a conditional
@@ -322,7 +400,7 @@ class Upstream:
         if etag:
             kwargs["IfNoneMatch"] = etag
         try:
-            response = await self._call(S3, "get_object", key.describe(), **kwargs)
+            response = await self._call(S3, "get_object", key.describe(), key.role, **kwargs)
             async with response["Body"] as stream:
                 length = int(response.get("ContentLength") or 0)
                 if length > limit:
@@ -380,7 +458,7 @@ class Upstream:
         try:
             for _page in range(MAX_PATH_PAGES):
                 response = await self._call(SSM, "get_parameters_by_path", key.describe(),
-                                            **kwargs)
+                                            key.role, **kwargs)
                 for parameter in response.get("Parameters", []):
                     shaped = shape_parameter(parameter)
                     size += len(_dumps(shaped))
@@ -403,7 +481,8 @@ class Upstream:
         members: dict[Key, bytes] = {}
         if "label" not in options:
             for shaped in parameters:
-                member = Key(SSM, str(shaped.get("Name")), with_decryption=key.with_decryption)
+                member = Key(SSM, str(shaped.get("Name")), with_decryption=key.with_decryption,
+                             role=key.role)
                 members[member] = _dumps({"Parameter": shaped, "ResultMetadata": {}})
         return _dumps({"Parameters": parameters, "ResultMetadata": {}}), members
 
@@ -454,6 +533,14 @@ def outcome_kind(error: ApiError | None) -> str:
     return "client_error"
 
 
+def _with_trimmed_data(session: AioSession) -> AioSession:
+    """Trimmed service models and endpoints first: a quarter of the daemon's memory otherwise."""
+    loader = session.get_component("data_loader")
+    if str(TRIMMED_DATA) not in loader.search_paths:
+        loader.search_paths.insert(0, str(TRIMMED_DATA))
+    return session
+
+
 class NotModified(Exception):
     """A conditional GetObject found the object unchanged (HTTP 304): keep the cached body."""
 
@@ -462,14 +549,16 @@ def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
     """Groups of at most ``size`` keys, no two in a group for the same item.
 
     Two keys for one parameter (by name and by ARN, or with different versions) never share a
-    GetParameters call, so that every answer matches exactly one key of its call.
+    GetParameters call, so that every answer matches exactly one key of its call. A group's
+    keys share their role and ``withDecryption`` (one call is made with one of each).
     """
     groups: list[list[Key]] = []
     names: list[set[str]] = []
     for key in keys:
         identity = _identity(key)
         for group, taken in zip(groups, names, strict=True):
-            if len(group) < size and identity not in taken:
+            if len(group) < size and identity not in taken and group[0].role == key.role \
+                    and group[0].with_decryption == key.with_decryption:
                 group.append(key)
                 taken.add(identity)
                 break

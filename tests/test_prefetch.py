@@ -10,7 +10,7 @@ from sidecar.upstream import batches
 
 
 def test_items_become_the_keys_reads_build() -> None:
-    keys = parse_prefetch(
+    keys, tags = parse_prefetch(
         " ssm:/a , ssm:/b?withDecryption=true,ssm:/c?label=prod&withDecryption=TRUE,"
         "ssm:arn:aws:ssm:us-east-1:1:parameter/d?version=3,secret:prod/db,"
         "secret:prod/api?versionStage=AWSPREVIOUS,,secret:x%2By")
@@ -21,17 +21,30 @@ def test_items_become_the_keys_reads_build() -> None:
         Key(SECRETS, "prod/db"), Key(SECRETS, "prod/api", version_stage="AWSPREVIOUS"),
         Key(SECRETS, "x+y"),
     )
+    assert tags == ()
+
+
+def test_tag_items_and_roles() -> None:
+    role = "arn:aws:iam::111122223333:role/reader"
+    keys, tags = parse_prefetch(f"secret-tag:Team,secret:a?roleArn={role},"
+                                f"secret-tag:Env?roleArn={role},secret-tag:Team")
+    assert keys == (Key(SECRETS, "a", role=role),)
+    assert tags == (("Team", None), ("Env", role))
+    with pytest.raises(PrefetchSyntaxError, match="roleArn"):
+        parse_prefetch("secret-tag:Team?roleArn=arn:aws:iam::1:role/x")
+    with pytest.raises(PrefetchSyntaxError, match="only roleArn"):
+        parse_prefetch("secret-tag:Team?versionStage=AWSCURRENT")
 
 
 def test_duplicates_are_fetched_once() -> None:
-    assert parse_prefetch("ssm:/a,ssm:/a,ssm:/a?withDecryption=false") == (Key(SSM, "/a"),)
+    assert parse_prefetch("ssm:/a,ssm:/a,ssm:/a?withDecryption=false") == ((Key(SSM, "/a"),), ())
 
 
 @pytest.mark.parametrize(("raw", "fragment"), [
     ("s3:/a", "'bucket' is empty"),
     ("s3:Bad_Bucket/k", "not a valid S3 bucket name"),
-    ("sns:/a", "must start with 'ssm:', 'secret:', 'path:' or 's3:'"),
-    ("/a", "must start with 'ssm:', 'secret:', 'path:' or 's3:'"),
+    ("sns:/a", "must start with 'ssm:', 'secret:', 'path:', 's3:' or 'secret-tag:'"),
+    ("/a", "must start with 'ssm:', 'secret:', 'path:', 's3:' or 'secret-tag:'"),
     ("path:relative", "must start with '/'"),
     ("ssm:", "has no name"),
     ("ssm:/a?version=x", "'version' must be a positive integer"),

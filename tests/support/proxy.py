@@ -11,6 +11,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ class Rule:
             return False
         if self.apis and api not in self.apis:
             return False
-        return any(self.match in name for name in names)
+        return not self.match or any(self.match in name for name in names)
 
 
 @dataclass
@@ -124,6 +125,11 @@ class FaultProxy:
             return sum(1 for call in self.calls
                        if name in call.names and (api is None or call.api == api))
 
+    def count_api(self, api: str) -> int:
+        """Calls of one API, whatever they name (GetCallerIdentity names nothing)."""
+        with self._lock:
+            return sum(1 for call in self.calls if call.api == api)
+
     def count_matching(self, fragment: str, api: str | None = None) -> int:
         with self._lock:
             return sum(1 for call in self.calls
@@ -170,11 +176,16 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         api = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        query_protocol = request.content_type == "application/x-www-form-urlencoded"
         try:
-            names = _names(json.loads(raw)) if raw else []
+            names = _names(json.loads(raw)) if raw and not query_protocol else []
         except ValueError:
             names = []
-        if not api:  # S3's REST calls: the object is the path
+        if query_protocol:  # STS: Action=AssumeRole&RoleArn=...
+            form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
+            api = form.get("Action", [""])[0]
+            names = form.get("RoleArn", [])
+        elif not api:  # S3's REST calls: the object is the path
             api = f"S3.{request.method}"
             names = [request.path]
         call = Call(api, names)
@@ -188,9 +199,11 @@ class FaultProxy:
         try:
             if rule is not None:
                 if rule.kind == "throttle":
-                    return self._error(400, "ThrottlingException", "Rate exceeded")
+                    return self._error(400, "ThrottlingException", "Rate exceeded",
+                                       query_protocol)
                 if rule.kind == "error500":
-                    return self._error(500, "InternalServerError", "injected failure")
+                    return self._error(500, "InternalServerError", "injected failure",
+                                       query_protocol)
                 if rule.kind == "html500":
                     page = "<html><head><title>500 Internal Server Error</title></head>\n" \
                            "<body><h1>Internal Server Error</h1></body></html>\n"
@@ -204,7 +217,8 @@ class FaultProxy:
                         rule.held -= 1
                     rule.passed += 1
                 if rule.kind == "error":
-                    return self._error(rule.status, rule.code, f"injected {rule.code}")
+                    return self._error(rule.status, rule.code, f"injected {rule.code}",
+                                       query_protocol)
                 if rule.kind == "drop":
                     assert request.transport is not None
                     request.transport.abort()
@@ -220,7 +234,14 @@ class FaultProxy:
                 self._active[scope] -= 1
 
     @staticmethod
-    def _error(status: int, code: str, message: str) -> web.Response:
+    def _error(status: int, code: str, message: str, query_protocol: bool = False
+               ) -> web.Response:
+        if query_protocol:  # STS answers errors in XML
+            kind = "Receiver" if status >= 500 else "Sender"
+            xml = (f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code>"
+                   f"<Message>{message}</Message></Error><RequestId>r</RequestId>"
+                   "</ErrorResponse>")
+            return web.Response(status=status, text=xml, content_type="text/xml")
         body = json.dumps({"__type": code, "message": message})
         return web.Response(status=status, text=body, content_type=_AWS_JSON)
 

@@ -1,0 +1,102 @@
+"""Role chaining (``roleArn``): AWS clients that act as another IAM role, one set per role.
+
+The first read with a role calls STS AssumeRole with the daemon's own credentials; the answer
+becomes refreshable credentials (botocore renews them before they expire, by calling AssumeRole
+again) of a session used only for that role. Its clients are created on first use, per service.
+
+As the Secrets Manager Agent does, roles are never forgotten while the daemon runs: at
+``max_roles`` roles a new one is refused (400 ``MaxRolesExceeded``); a role that cannot be
+assumed is answered 403 ``AccessDeniedException`` and does not count. Cache separation is the
+cache key's job (``Key.role``), not this module's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiobotocore.credentials import AioRefreshableCredentials
+from aiobotocore.session import AioSession
+
+from sidecar import logs
+from sidecar.errors import ApiError
+
+SESSION_NAME = "parameters-secrets-sidecar"
+DEFAULT_MAX_ROLES = 20  # the Agent's default and its maximum
+Metadata = dict[str, str]
+
+
+class _FixedProvider:
+    """A credential resolver for a role's session: always that role's refreshable credentials."""
+
+    def __init__(self, credentials: AioRefreshableCredentials) -> None:
+        self._credentials = credentials
+
+    async def load_credentials(self) -> AioRefreshableCredentials:
+        return self._credentials
+
+
+class _Role:
+    def __init__(self, session: AioSession) -> None:
+        self.session = session
+        self.clients: dict[str, asyncio.Future[Any]] = {}
+
+
+class RoleClients:
+    """``client(service, role)``: a client of ``service`` acting as ``role``."""
+
+    def __init__(self, assume: Callable[[str], Awaitable[Metadata]],
+                 new_session: Callable[[], AioSession],
+                 new_client: Callable[[AioSession, str], Awaitable[Any]],
+                 max_roles: int = DEFAULT_MAX_ROLES) -> None:
+        self._assume = assume
+        self._new_session = new_session
+        self._new_client = new_client
+        self.max_roles = max_roles
+        self._roles: dict[str, _Role] = {}
+        self._pending: dict[str, asyncio.Future[_Role]] = {}
+
+    def __len__(self) -> int:
+        return len(self._roles)
+
+    async def client(self, service: str, role: str) -> Any:
+        held = self._roles.get(role) or await self._establish(role)
+        made = held.clients.get(service)
+        if made is None:
+            made = held.clients[service] = asyncio.ensure_future(
+                self._new_client(held.session, service))
+        try:
+            return await asyncio.shield(made)
+        except BaseException:
+            if made.done() and held.clients.get(service) is made:
+                del held.clients[service]  # the next read tries again
+            raise
+
+    async def _establish(self, role: str) -> _Role:
+        pending = self._pending.get(role)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if len(self._roles) + len(self._pending) >= self.max_roles:
+            raise ApiError(400, "MaxRolesExceeded",
+                           f"the maximum number of assumed roles ({self.max_roles}) has been "
+                           f"reached; cannot assume {role}")
+        future: asyncio.Future[_Role] = asyncio.get_running_loop().create_future()
+        self._pending[role] = future
+        try:
+            metadata = await self._assume(role)
+            credentials = AioRefreshableCredentials.create_from_metadata(
+                metadata, refresh_using=lambda: self._assume(role), method="assume-role")
+            session = self._new_session()
+            session.register_component("credential_provider", _FixedProvider(credentials))
+            held = self._roles[role] = _Role(session)
+            future.set_result(held)
+            logs.info("role assumed", role=role, roles=len(self._roles),
+                      max_roles=self.max_roles)
+            return held
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody may be waiting on it
+            raise
+        finally:
+            del self._pending[role]
