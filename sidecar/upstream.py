@@ -242,16 +242,19 @@ class Upstream:
     async def _assume(self, role: str) -> Metadata:
         """AssumeRole: a refusal is 403 (as the Agent answers), a transient failure is itself."""
         started = time.perf_counter()
+        kind = "success"
         try:
             sts = await self._sts_client()
             response = await sts.assume_role(RoleArn=role, RoleSessionName=SESSION_NAME)
         except Exception as exc:
             error = translate(exc)
+            kind = outcome_kind(error)
             if not error.transient and isinstance(exc, ClientError):
                 error = ApiError(403, "AccessDeniedException",
                                  f"the role {role} could not be assumed ({error.code})")
             raise error from None
         finally:
+            self.metrics.observe_call("sts", "AssumeRole", kind, time.perf_counter() - started)
             if logs.debug_on():
                 logs.debug("upstream call", api="assume_role", name=role,
                            ms=round((time.perf_counter() - started) * 1000, 2))

@@ -34,12 +34,15 @@ def _decrypt(decrypt: bool | None) -> bool:
     return os.environ.get("POWERTOOLS_PARAMETERS_SSM_DECRYPT", "false").lower() == "true"
 
 
-def _options(force_fetch: bool, max_age: int | None) -> list[tuple[str, str]]:
+def _options(force_fetch: bool, max_age: int | None,
+             role_arn: str | None = None) -> list[tuple[str, str]]:
     query: list[tuple[str, str]] = []
     if force_fetch:
         query.append(("refreshNow", "true"))
     if max_age is not None:
         query.append(("maxAge", str(max(0, int(max_age)))))
+    if role_arn is not None:
+        query.append(("roleArn", role_arn))  # read as that IAM role (STS AssumeRole)
     return query
 
 
@@ -81,11 +84,12 @@ def transform_value(name: str, value: str | None, transform: str | None,
 
 def get_parameter(name: str, transform: str | None = None, decrypt: bool | None = None,
                   force_fetch: bool = False, max_age: int | None = None,
-                  **sdk_options: Any) -> Value:
-    """One parameter's value (``transform``: ``json``, ``binary`` or ``auto``)."""
+                  role_arn: str | None = None, **sdk_options: Any) -> Value:
+    """One parameter's value (``transform``: ``json``, ``binary`` or ``auto``; ``role_arn``:
+    read as that IAM role)."""
     _check(transform)
     query = [("name", name), ("withDecryption", str(_decrypt(decrypt)).lower()),
-             *_options(force_fetch, max_age)]
+             *_options(force_fetch, max_age, role_arn)]
     if transform is not None:
         query.append(("transform", transform))
         return _transformed(_default.read("/systemsmanager/parameters/get", query))
@@ -96,11 +100,12 @@ def get_parameter(name: str, transform: str | None = None, decrypt: bool | None 
 def get_parameters(path: str, transform: str | None = None, recursive: bool = True,
                    decrypt: bool | None = None, force_fetch: bool = False,
                    max_age: int | None = None, raise_on_transform_error: bool = False,
-                   **sdk_options: Any) -> dict[str, Value]:
+                   role_arn: str | None = None, **sdk_options: Any) -> dict[str, Value]:
     """Every parameter under ``path``, keyed by its name after the path (as Powertools)."""
     _check(transform)
     query = [("path", path), ("recursive", str(recursive).lower()),
-             ("withDecryption", str(_decrypt(decrypt)).lower()), *_options(force_fetch, max_age)]
+             ("withDecryption", str(_decrypt(decrypt)).lower()),
+             *_options(force_fetch, max_age, role_arn)]
     found = _default.read("/systemsmanager/parameters/path", query).json()["Parameters"]
     values: dict[str, Value] = {}
     for parameter in found:
@@ -161,10 +166,12 @@ def _secret_value(secret: dict[str, Any]) -> Value:
 
 
 def get_secret(name: str, transform: str | None = None, force_fetch: bool = False,
-               max_age: int | None = None, **sdk_options: Any) -> Value:
-    """One secret's value: a string, or bytes for a binary secret (``transform`` as above)."""
+               max_age: int | None = None, role_arn: str | None = None,
+               **sdk_options: Any) -> Value:
+    """One secret's value: a string, or bytes for a binary secret (``transform`` as above;
+    ``role_arn``: read as that IAM role, the Secrets Manager Agent's ``roleArn``)."""
     _check(transform)
-    query = [("secretId", name), *_options(force_fetch, max_age)]
+    query = [("secretId", name), *_options(force_fetch, max_age, role_arn)]
     if transform is not None:
         query.append(("transform", transform))
         return _transformed(_default.read("/secretsmanager/get", query))
@@ -173,13 +180,14 @@ def get_secret(name: str, transform: str | None = None, force_fetch: bool = Fals
 
 def get_secrets_by_name(names: list[str], transform: str | None = None,
                         force_fetch: bool = False, max_age: int | None = None,
-                        **sdk_options: Any) -> dict[str, Value]:
+                        role_arn: str | None = None, **sdk_options: Any) -> dict[str, Value]:
     """Several secrets in one batch read (``/secretsmanager/batch``), keyed by the name asked."""
     _check(transform)
     values: dict[str, Value] = {}
     for start in range(0, len(names), 50):
         chunk = names[start:start + 50]
-        query = [("secretId", name) for name in chunk] + _options(force_fetch, max_age)
+        query = [("secretId", name) for name in chunk] + _options(force_fetch, max_age,
+                                                                   role_arn)
         body = _default.read("/secretsmanager/batch", query).json()
         if body["Errors"]:
             first = body["Errors"][0]

@@ -269,3 +269,25 @@ def test_pydantic_settings_sources(daemon: Daemon, aws: Aws, unique: str) -> Non
     aws.ssm.put_parameter(Name=f"/{unique}/svc/db/password", Type="SecureString", Value="pw-2",
                           Overwrite=True)
     assert Settings().db.password.get_secret_value() == "pw-2"  # type: ignore[call-arg]
+
+
+def test_role_arn_reads_as_another_role(daemon: Daemon, aws: Aws, moto_url: str,
+                                        unique: str) -> None:
+    role = "arn:aws:iam::333333333333:role/client-reader"
+    sts = boto3.client("sts", region_name=REGION, endpoint_url=moto_url, **{
+        "aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+    found = sts.assume_role(RoleArn=role, RoleSessionName="tests")["Credentials"]
+    kwargs = {"region_name": REGION, "endpoint_url": moto_url,
+              "aws_access_key_id": found["AccessKeyId"],
+              "aws_secret_access_key": found["SecretAccessKey"],
+              "aws_session_token": found["SessionToken"]}
+    name = f"{unique}/by-role"
+    aws.sm.create_secret(Name=name, SecretString="mine")
+    boto3.client("secretsmanager", **kwargs).create_secret(Name=name, SecretString="theirs")
+    boto3.client("ssm", **kwargs).put_parameter(Name=f"/{name}", Type="String", Value="p")
+    assert get_secret(name) == "mine"
+    assert get_secret(name, role_arn=role) == "theirs"
+    assert get_secrets_by_name([name], role_arn=role) == {name: "theirs"}
+    assert get_parameter(f"/{name}", role_arn=role) == "p"
+    with pytest.raises(ParameterNotFound):
+        get_parameter(f"/{name}")
