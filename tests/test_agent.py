@@ -190,8 +190,12 @@ def test_max_conn_plus_one_is_answered_429_and_ping_still_answers(
     gate = proxy.add(Rule(f"{unique}-held-", "gate"))
     rules.append(gate)
     daemon = start_daemon(("--config", _write(home, unique, "max_conn = 3\n")))
+    def read(name: str) -> requests.Response:  # a connection of its own per thread
+        return requests.get(f"{daemon.base}/secretsmanager/get", params={"secretId": name},
+                            headers={"X-Aws-Parameters-Secrets-Token": daemon.token}, timeout=30)
+
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        held = [pool.submit(daemon.secret, name) for name in names]
+        held = [pool.submit(read, name) for name in names]
         proxy.wait_held(gate, 3)
         extra = requests.get(f"{daemon.base}/secretsmanager/get", params={"secretId": names[0]},
                              headers={"X-Aws-Parameters-Secrets-Token": daemon.token}, timeout=10)
@@ -421,3 +425,19 @@ def test_role_errors_are_the_agents(start_daemon: StartDaemon, aws: Aws, proxy: 
     over = daemon.secret(name, roleArn=_role(THIRD_ACCOUNT))
     assert over.status_code == 400 and over.json()["__type"] == "MaxRolesExceeded"
     assert daemon.secret(name).status_code == 200  # the default credentials are unaffected
+
+
+def test_the_providers_command_line_and_check_config(start_daemon: StartDaemon, aws: Aws,
+                                                     home: Path, unique: str) -> None:
+    name = f"{unique}-cli"
+    aws.sm.create_secret(Name=name, SecretString="v")
+    path = _write(home, unique, "[capabilities.secrets_manager.cache]\nttl_seconds = 60\n")
+    daemon = start_daemon(("sm", "start", "--config", path))
+    assert daemon.secret(name).status_code == 200
+    assert "secrets_ttl_secs=60" in daemon.output
+    checked = start_daemon(("--check-config", path), wait=False)
+    assert checked.finish() == 0 and "valid" in checked.output
+    bad = _write(home, unique + "-bad", "max_roles = 0\n")
+    refused = start_daemon(("--check-config", bad), wait=False)
+    assert refused.finish() == 2
+    assert "max_roles = 0 is invalid: expected a whole number from 1 to 20" in refused.output
