@@ -100,6 +100,14 @@ class Api:
             return self._token.matches(bearer[7:].strip())
         return False
 
+    def _occupy(self) -> None:
+        """Take one of the ``max_conn`` slots for a request that waits (a cache hit never does:
+        it is answered without yielding, so it holds no slot and is always served)."""
+        if self._busy >= self._max_busy:
+            raise ApiError(429, "TooManyConnections",
+                           f"more than {self._max_busy} requests waiting at once (max_conn)")
+        self._busy += 1
+
     def _parser(self, raw_path: str) -> Callable[[list[tuple[str, str]]], Read] | None:
         parser = ROUTES.get(raw_path)
         if parser is None and raw_path.startswith(self._path_prefix):
@@ -113,11 +121,7 @@ class Api:
         started = time.perf_counter() if self._debug else 0.0
         read: Read | None = None
         state: str | None = None
-        self._busy += 1
         try:
-            if self._busy > self._max_busy and request.rel_url.raw_path != "/ping":
-                raise ApiError(429, "TooManyConnections",
-                               f"more than {self._max_busy} requests at once (max_conn)")
             outcome = self._admit(request)
             if isinstance(outcome, web.Response):
                 response = outcome
@@ -126,11 +130,19 @@ class Api:
                 if read.plain:
                     answer = None if read.refresh_now else self._resolver.hit(read.key)
                     if answer is None:
-                        answer = await self._resolver.read(read.key, read.refresh_now)
+                        self._occupy()
+                        try:
+                            answer = await self._resolver.read(read.key, read.refresh_now)
+                        finally:
+                            self._busy -= 1
                     response = answer_response(answer)
                     state = answer.state
                 else:
-                    response = await self._extended(read)
+                    self._occupy()
+                    try:
+                        response = await self._extended(read)
+                    finally:
+                        self._busy -= 1
                     state = response.headers.get("X-Cache")
         except ApiError as exc:
             response = error_response(exc)
@@ -140,8 +152,6 @@ class Api:
         except Exception as exc:
             logs.error("request failed unexpectedly", error=type(exc).__name__)
             response = error_response(ApiError(500, "InternalFailure", "internal error"))
-        finally:
-            self._busy -= 1
         target = request.raw_path
         route = self._routes.get(target) or self._route(request.rel_url.raw_path, target)
         self.metrics.requests[(route, response.status)] += 1

@@ -190,6 +190,9 @@ def test_max_conn_plus_one_is_answered_429_and_ping_still_answers(
     gate = proxy.add(Rule(f"{unique}-held-", "gate"))
     rules.append(gate)
     daemon = start_daemon(("--config", _write(home, unique, "max_conn = 3\n")))
+    warm = f"{unique}-warm"
+    aws.sm.create_secret(Name=warm, SecretString="w")
+    assert daemon.secret(warm).status_code == 200
     def read(name: str) -> requests.Response:  # a connection of its own per thread
         return requests.get(f"{daemon.base}/secretsmanager/get", params={"secretId": name},
                             headers={"X-Aws-Parameters-Secrets-Token": daemon.token}, timeout=30)
@@ -202,6 +205,9 @@ def test_max_conn_plus_one_is_answered_429_and_ping_still_answers(
         assert extra.status_code == 429
         assert extra.json()["__type"] == "TooManyConnections"
         assert requests.get(f"{daemon.base}/ping", timeout=10).text == "healthy"
+        hit = requests.get(f"{daemon.base}/secretsmanager/get", params={"secretId": warm},
+                           headers={"X-Aws-Parameters-Secrets-Token": daemon.token}, timeout=10)
+        assert hit.status_code == 200 and hit.headers["X-Cache"] == "hit"  # hits never wait
         proxy.release(gate)
         assert [future.result(timeout=20).status_code for future in held] == [200, 200, 200]
     assert daemon.secret(names[0]).status_code == 200  # the slots are free again
