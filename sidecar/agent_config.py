@@ -229,7 +229,7 @@ def _secrets_manager(key: str, value: object, out: Values) -> None:
     _apply(key + ".", _table(key, value), {**SERVICE_RULES, "enabled": _enabled}, out, {
         "cache": _section(CACHE_RULES),
         "security": _section(SECURITY_RULES),
-        "prefetch": lambda k, v, o: _prefetch(k, v, o),
+        "prefetch": _prefetch,
     })
 
 
