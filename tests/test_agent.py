@@ -389,7 +389,7 @@ def test_role_chained_reads_are_kept_apart_per_role(start_daemon: StartDaemon, a
     aws.ssm.put_parameter(Name=parameter, Type="String", Value="default-parameter")
     _as_role(moto_url, other, "ssm").put_parameter(  # type: ignore[attr-defined]
         Name=parameter, Type="String", Value="other-parameter")
-    daemon = start_daemon()
+    daemon = start_daemon(PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL="debug")
     before = proxy.count_api("AssumeRole")
     assert daemon.secret(name).json()["SecretString"] == "default-account-value"
     assert daemon.secret(name, roleArn=other).json()["SecretString"] == "other-account-value"
@@ -408,7 +408,9 @@ def test_role_chained_reads_are_kept_apart_per_role(start_daemon: StartDaemon, a
     batch = daemon.get("/secretsmanager/batch", params={"secretId": name, "roleArn": third})
     assert batch.json()["SecretValues"][0]["SecretString"] == "third-account-value"
     assert proxy.count_api("AssumeRole") == before + 2  # once per role, then cached
-    for value in ("default-account-value", "other-account-value", "third-account-value"):
+    assert "api=assume_role" in daemon.output  # DEBUG logs every call, never a value
+    for value in ("default-account-value", "other-account-value", "third-account-value",
+                  "other-parameter", "default-parameter"):
         assert value not in daemon.output
 
 
