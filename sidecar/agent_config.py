@@ -24,6 +24,7 @@ _ROLE_ARN = re.compile(r"arn:[A-Za-z0-9_-]+:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 _LOG_LEVELS = ("debug", "info", "warn", "error", "none")
+_REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")  # us-east-1, eu-isoe-west-1, cn-north-1
 
 Values = dict[str, Any]
 
@@ -159,6 +160,12 @@ def _enabled(key: str, value: object, out: Values) -> None:
                                "remove the key or set it to true")
 
 
+def _region(key: str, value: object) -> str:
+    if not isinstance(value, str) or len(value) > 64 or not _REGION.fullmatch(value):
+        raise _invalid(key, value, "an AWS region name such as us-east-1")
+    return value
+
+
 def _prefix(key: str, value: object) -> str:
     text = _text(key, value)
     if not text.startswith("/") or len(text) > 256 or any(c in text for c in "?#% "):
@@ -180,7 +187,7 @@ def _credentials_file(key: str, value: object, out: Values) -> None:
 
 SERVICE_RULES: dict[str, Rule] = {
     "http_port": _into("port", lambda k, v: _number(k, v, 1, 65535)),
-    "region": _into("region", _text),
+    "region": _into("region", _region),
     "path_prefix": _into("path_prefix", _prefix),
     "max_conn": _into("max_inbound_connections", lambda k, v: _number(k, v, 1, 10_000)),
     "max_roles": _into("max_roles", lambda k, v: _number(k, v, 1, 20)),

@@ -141,6 +141,7 @@ def test_the_token_is_looked_for_only_in_the_listed_variables(tmp_path: pytest.T
     ('path_prefix = "v1"', "path_prefix = 'v1' is invalid: expected a path starting with /"),
     ('validate_credentials = "yes"', "validate_credentials = 'yes' is invalid: expected true"),
     ('colour = "blue"', "unknown key 'colour'"),
+    ('region = "us east 1"', "region = 'us east 1' is invalid: expected an AWS region name"),
     ("[prefetch]\ncache_buffer_ratio = 2.0",
      "prefetch.cache_buffer_ratio = 2.0 is invalid: expected a number from 0.1 to 1.0"),
     ("[prefetch]\nmax_jitter_seconds = 11",
