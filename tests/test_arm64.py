@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAKE_CREDS, REGION, Aws
+from tests.support.builds import proc_mounted
 from tests.support.lambda_api import FakeExtensionsApi
 from tests.support.process import REPO, Daemon, Process, free_port
 from tests.support.proxy import FaultProxy
@@ -37,16 +38,8 @@ def arm64_root() -> Iterator[Path]:
                           text=True, check=False)
     if made.returncode != 0:
         pytest.skip("no arm64 root: " + (made.stderr.strip().splitlines() or ["?"])[-1])
-    root = Path(made.stdout.strip())
-    proc = root / "proc"
-    mounted = subprocess.run(["mount", "-t", "proc", "proc", str(proc)], capture_output=True,
-                             check=False).returncode == 0
-    if not mounted:
-        pytest.skip("cannot mount /proc in the arm64 root")
-    try:
+    with proc_mounted(Path(made.stdout.strip()), "the arm64 root") as root:
         yield root
-    finally:
-        subprocess.run(["umount", "-l", str(proc)], check=False)
 
 
 def run_in_root(root: Path, launcher: str, home: Path, proxy: FaultProxy, aws: Aws,

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import FAKE_CREDS, REGION, Aws
+from tests.support.builds import proc_mounted
 from tests.support.process import REPO, Daemon, Process, clean_env, free_port
 from tests.support.proxy import FaultProxy
 
@@ -128,14 +129,10 @@ def throwaway_root(old_rootfs: Path, tmp_path: Path) -> Iterator[Path]:
                               str(merged)], capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount an overlay here: {mounted.stderr.strip()}")
-    proc = subprocess.run(["mount", "-t", "proc", "proc", str(merged / "proc")],
-                          capture_output=True, check=False)
     try:
-        if proc.returncode != 0:
-            pytest.skip("cannot mount /proc in the throwaway root")
-        yield merged
+        with proc_mounted(merged, "the throwaway root"):
+            yield merged
     finally:
-        subprocess.run(["umount", "-l", str(merged / "proc")], check=False)
         subprocess.run(["umount", "-l", str(merged)], check=False)
 
 

@@ -3,6 +3,7 @@ older glibc, and a throwaway root for the service install test)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -73,12 +74,19 @@ def old_rootfs() -> Iterator[Path]:
             pytest.skip("could not build a bullseye tree (no network to Debian's packages?): "
                         + built.stdout[-300:])
         (ROOTFS_CACHE / ".complete").touch()
-    proc = ROOTFS_CACHE / "proc"
+    with proc_mounted(ROOTFS_CACHE, "the chroot"):
+        yield ROOTFS_CACHE
+
+
+@contextlib.contextmanager
+def proc_mounted(root: Path, what: str) -> Iterator[Path]:
+    """``root`` with /proc mounted for the time of the block (the test skips if it cannot be)."""
+    proc = root / "proc"
     mounted = subprocess.run(["mount", "-t", "proc", "proc", str(proc)],
                              capture_output=True, check=False).returncode == 0
     if not mounted:
-        pytest.skip("cannot mount /proc in the chroot")
+        pytest.skip(f"cannot mount /proc in {what}")
     try:
-        yield ROOTFS_CACHE
+        yield root
     finally:
         subprocess.run(["umount", "-l", str(proc)], check=False)
