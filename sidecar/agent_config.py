@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from sidecar.key import SECRETS, Key
+from sidecar.query import ROLE_ARN
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_PREFETCH_ENTRIES = 1000
-_ROLE_ARN = re.compile(r"arn:[A-Za-z0-9_-]+:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+")
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 _LOG_LEVELS = ("debug", "info", "warn", "error", "none")
@@ -84,7 +84,7 @@ def _names(key: str, value: object, pattern: re.Pattern[str], what: str) -> tupl
 
 
 def _role(key: str, value: object) -> str:
-    if not isinstance(value, str) or not _ROLE_ARN.fullmatch(value):
+    if not isinstance(value, str) or not ROLE_ARN.fullmatch(value):
         raise _invalid(key, value, "a role ARN: arn:<partition>:iam::<12-digit account>:"
                                    "role/<name>")
     return value
@@ -150,10 +150,6 @@ def _log_level(key: str, value: object) -> str:
     return value.lower()
 
 
-def _ttl(key: str, value: object, out: Values) -> None:
-    out["ttl_from_file"] = _number(key, value, 0, 86400)
-
-
 def _enabled(key: str, value: object, out: Values) -> None:
     if not _flag(key, value):
         raise AgentConfigError(f"{key} = false turns off the only capability this daemon has; "
@@ -173,30 +169,19 @@ def _prefix(key: str, value: object) -> str:
     return text if text.endswith("/") else text + "/"
 
 
-def _transient(key: str, value: object, out: Values) -> None:
-    out["ignore_transient_errors"] = _flag(key, value)
-
-
-def _log_to_file(key: str, value: object, out: Values) -> None:
-    out["log_to_file"] = _flag(key, value)
-
-
-def _credentials_file(key: str, value: object, out: Values) -> None:
-    out["credentials_file"] = _text(key, value)
-
-
 SERVICE_RULES: dict[str, Rule] = {
     "http_port": _into("port", lambda k, v: _number(k, v, 1, 65535)),
     "region": _into("region", _region),
     "path_prefix": _into("path_prefix", _prefix),
     "max_conn": _into("max_inbound_connections", lambda k, v: _number(k, v, 1, 10_000)),
     "max_roles": _into("max_roles", lambda k, v: _number(k, v, 1, 20)),
-    "ignore_transient_errors": _transient,
+    "ignore_transient_errors": _into("ignore_transient_errors", _flag),
     "validate_credentials": _into("validate_credentials", _flag),
-    "credentials_file_path": _credentials_file,
+    "credentials_file_path": _into("credentials_file", _text),
 }
 CACHE_RULES: dict[str, Rule] = {
-    "ttl_seconds": _ttl,
+    # Every cache's TTL; config.load lets each service's own variable override it.
+    "ttl_seconds": _into("ttl_from_file", lambda k, v: _number(k, v, 0, 86400)),
     "cache_size": _into("cache_items", lambda k, v: _number(k, v, 1, 100_000)),
 }
 SECURITY_RULES: dict[str, Rule] = {
@@ -207,7 +192,7 @@ SECURITY_RULES: dict[str, Rule] = {
 }
 LOGGING_RULES: dict[str, Rule] = {
     "log_level": _into("log_level", _log_level),
-    "log_to_file": _log_to_file,
+    "log_to_file": _into("log_to_file", _flag),
 }
 FLAT_RULES: dict[str, Rule] = {**SERVICE_RULES, **CACHE_RULES, **SECURITY_RULES,
                                **LOGGING_RULES}

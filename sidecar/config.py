@@ -258,10 +258,9 @@ def read_token_file(path: str, variable: str) -> str:
     return value
 
 
-def read_token(env: Mapping[str, str],
-               variables: tuple[str, ...] = TOKEN_VARIABLES) -> tuple[str, str]:
+def read_token(env: Mapping[str, str]) -> tuple[str, str]:
     """The auth token and the variable it came from; ``file://<path>`` means the file's contents."""
-    token, source, _ = _token(env, variables)
+    token, source, _ = _token(env)
     return token, source
 
 
@@ -296,7 +295,7 @@ _FILE_FIELDS: dict[str, tuple[str, ...]] = {
     "log_level": ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL",),
     "region": (), "path_prefix": (), "max_roles": (), "validate_credentials": (),
     "ignore_transient_errors": (), "token_headers": (), "token_variables": (),
-    "prefetch_tags": (), "prefetch_buffer_ratio": (), "prefetch_jitter_secs": (),
+    "prefetch_buffer_ratio": (), "prefetch_jitter_secs": (),
     "log_to_file": (), "credentials_file": (),
 }
 _TTL_FIELDS = {"ssm_ttl": "SSM_PARAMETER_STORE_TTL", "secrets_ttl": "SECRETS_MANAGER_TTL",
@@ -322,9 +321,10 @@ def _overlay(settings: Settings, env: Mapping[str, str],
     if from_file.get("ignore_transient_errors") is False \
             and not _is_set(env, "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS"):
         changes["stale_if_error_secs"] = 0  # an error is answered as an error
-    extra = from_file.get("prefetch")
-    if isinstance(extra, tuple):
-        changes["prefetch"] = tuple(dict.fromkeys(settings.prefetch + extra))
+    for field in ("prefetch", "prefetch_tags"):  # the environment's list and the file's, both
+        extra = from_file.get(field)
+        if isinstance(extra, tuple):
+            changes[field] = tuple(dict.fromkeys(getattr(settings, field) + extra))
     return settings._replace(**changes)
 
 
@@ -411,7 +411,4 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
     )
     if from_file:
         settings = _overlay(settings, env, from_file)
-        if settings.prefetch_tags and prefetch_tags:  # both: the union
-            settings = settings._replace(
-                prefetch_tags=tuple(dict.fromkeys(prefetch_tags + settings.prefetch_tags)))
     return settings, warnings

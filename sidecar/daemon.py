@@ -72,26 +72,23 @@ class Daemon:
         of one joins its batch instead of making a call of its own.
         """
         loop = asyncio.get_running_loop()
-        settings = self.settings
-        if settings.prefetch_tags or settings.prefetch_jitter_secs \
-                or settings.config_file is not None:
-            # The Agent's prefetch: delayed, bounded by the cache buffer, by tag keys too.
-            from sidecar.tag_prefetch import prefetch
-
-            if settings.prefetch or settings.prefetch_tags:
-                self.prefetched = loop.create_task(
-                    prefetch(settings, self.resolver, self.upstream))
-            else:
-                self.prefetched = loop.create_future()
-                self.prefetched.set_result(None)
-        elif settings.prefetch:
-            self.prefetched = self.resolver.begin_prefetch(settings.prefetch)
-        else:
-            self.prefetched = loop.create_future()
-            self.prefetched.set_result(None)
+        self.prefetched = self._begin_prefetch(loop)
         self._warmup = loop.create_task(self._warm_up())
         await self._runner.setup()
         await web.SockSite(self._runner, sock, shutdown_timeout=DRAIN_SECS).start()
+
+    def _begin_prefetch(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        settings = self.settings
+        if not (settings.prefetch or settings.prefetch_tags):
+            done: asyncio.Future[None] = loop.create_future()
+            done.set_result(None)
+            return done
+        if settings.prefetch_tags or settings.prefetch_jitter_secs or settings.config_file:
+            # The Agent's prefetch: delayed, bounded by the cache buffer, by tag keys too.
+            from sidecar.tag_prefetch import prefetch
+
+            return loop.create_task(prefetch(settings, self.resolver, self.upstream))
+        return self.resolver.begin_prefetch(settings.prefetch)
 
     async def _warm_up(self) -> None:
         try:

@@ -47,13 +47,18 @@ def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
     return sock
 
 
+def _more(sock: socket.socket, where: str) -> bytes:
+    """The next bytes; the connection closing here is an error."""
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise HttpError(f"connection closed {where}")
+    return chunk
+
+
 def _read(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     data = b""
     while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise HttpError("connection closed before the answer's head")
-        data += chunk
+        data += _more(sock, "before the answer's head")
     head, _, rest = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     parts = status_line.split(" ", 2)
@@ -70,10 +75,7 @@ def _read(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     if length is not None:
         wanted = int(length)
         while len(rest) < wanted:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise HttpError("connection closed before the answer's body")
-            rest += chunk
+            rest += _more(sock, "before the answer's body")
         return int(parts[1]), headers, rest[:wanted]
     while True:  # neither: the body runs until the server closes
         chunk = sock.recv(65536)
@@ -86,18 +88,12 @@ def _dechunk(sock: socket.socket, data: bytes) -> bytes:
     body = b""
     while True:
         while b"\r\n" not in data:
-            more = sock.recv(65536)
-            if not more:
-                raise HttpError("connection closed in a chunk size")
-            data += more
+            data += _more(sock, "in a chunk size")
         size_line, _, data = data.partition(b"\r\n")
         size = int(size_line.split(b";")[0].strip() or b"0", 16)
         if size == 0:
             return body
         while len(data) < size + 2:
-            more = sock.recv(65536)
-            if not more:
-                raise HttpError("connection closed in a chunk")
-            data += more
+            data += _more(sock, "in a chunk")
         body += data[:size]
         data = data[size + 2:]

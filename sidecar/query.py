@@ -27,7 +27,7 @@ MAX_VERSION_DIGITS = 19  # a signed 64-bit number
 
 EXTRA_KEYS = frozenset({"maxAge", "transform", "jsonKey", "roleArn"})  # on every read path
 # The Secrets Manager Agent's rule for ``roleArn`` (ASCII word characters only).
-_ROLE_ARN = re.compile(r"arn:[A-Za-z0-9_-]+:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+")
+ROLE_ARN = re.compile(r"arn:[A-Za-z0-9_-]+:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+")
 PARAMETER_KEYS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"}) \
     | EXTRA_KEYS
 SECRET_KEYS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"}) | EXTRA_KEYS
@@ -159,7 +159,7 @@ def _extras(found: dict[str, str], group: bool = False) -> dict[str, object]:
 def role_of(found: dict[str, str]) -> str | None:
     """``roleArn``, checked against the role ARN form before any AWS call."""
     role = found.get("roleArn")
-    if role is not None and not _ROLE_ARN.fullmatch(role):
+    if role is not None and not ROLE_ARN.fullmatch(role):
         raise bad_request("InvalidParameterValue", "query parameter 'roleArn' must be a role "
                           "ARN: arn:<partition>:iam::<12-digit account>:role/<name>")
     return role

@@ -37,6 +37,21 @@ class _FixedProvider:
         return self._credentials
 
 
+async def once(made: dict[str, asyncio.Future[Any]], key: str,
+               make: Callable[[], Awaitable[Any]]) -> Any:
+    """``make()`` once per ``key``, shared by concurrent callers; a failure is forgotten, so
+    the next caller tries again."""
+    future = made.get(key)
+    if future is None:
+        future = made[key] = asyncio.ensure_future(make())
+    try:
+        return await asyncio.shield(future)
+    except BaseException:
+        if future.done() and made.get(key) is future:
+            del made[key]
+        raise
+
+
 class _Role:
     def __init__(self, session: AioSession) -> None:
         self.session = session
@@ -54,49 +69,25 @@ class RoleClients:
         self._new_session = new_session
         self._new_client = new_client
         self.max_roles = max_roles
-        self._roles: dict[str, _Role] = {}
-        self._pending: dict[str, asyncio.Future[_Role]] = {}
+        # Assumed roles, and those being assumed: both count toward ``max_roles``.
+        self._roles: dict[str, asyncio.Future[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._roles)
 
     async def client(self, service: str, role: str) -> Any:
-        held = self._roles.get(role) or await self._establish(role)
-        made = held.clients.get(service)
-        if made is None:
-            made = held.clients[service] = asyncio.ensure_future(
-                self._new_client(held.session, service))
-        try:
-            return await asyncio.shield(made)
-        except BaseException:
-            if made.done() and held.clients.get(service) is made:
-                del held.clients[service]  # the next read tries again
-            raise
-
-    async def _establish(self, role: str) -> _Role:
-        pending = self._pending.get(role)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        if len(self._roles) + len(self._pending) >= self.max_roles:
+        if role not in self._roles and len(self._roles) >= self.max_roles:
             raise ApiError(400, "MaxRolesExceeded",
                            f"the maximum number of assumed roles ({self.max_roles}) has been "
                            f"reached; cannot assume {role}")
-        future: asyncio.Future[_Role] = asyncio.get_running_loop().create_future()
-        self._pending[role] = future
-        try:
-            metadata = await self._assume(role)
-            credentials = AioRefreshableCredentials.create_from_metadata(
-                metadata, refresh_using=lambda: self._assume(role), method="assume-role")
-            session = self._new_session()
-            session.register_component("credential_provider", _FixedProvider(credentials))
-            held = self._roles[role] = _Role(session)
-            future.set_result(held)
-            logs.info("role assumed", role=role, roles=len(self._roles),
-                      max_roles=self.max_roles)
-            return held
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody may be waiting on it
-            raise
-        finally:
-            del self._pending[role]
+        held: _Role = await once(self._roles, role, lambda: self._establish(role))
+        return await once(held.clients, service, lambda: self._new_client(held.session, service))
+
+    async def _establish(self, role: str) -> _Role:
+        metadata = await self._assume(role)
+        credentials = AioRefreshableCredentials.create_from_metadata(
+            metadata, refresh_using=lambda: self._assume(role), method="assume-role")
+        session = self._new_session()
+        session.register_component("credential_provider", _FixedProvider(credentials))
+        logs.info("role assumed", role=role, roles=len(self._roles), max_roles=self.max_roles)
+        return _Role(session)

@@ -38,7 +38,7 @@ from sidecar.config import Settings
 from sidecar.errors import ApiError
 from sidecar.key import S3, SECRETS, SSM, Key
 from sidecar.metrics import Metrics
-from sidecar.roles import SESSION_NAME, Metadata, RoleClients
+from sidecar.roles import SESSION_NAME, Metadata, RoleClients, once
 
 # Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
 TOTAL_ATTEMPTS = 3
@@ -176,7 +176,7 @@ class Upstream:
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._ready: asyncio.Future[None] | None = None
-        self._sts: asyncio.Future[Any] | None = None
+        self._sts: dict[str, asyncio.Future[Any]] = {}
         self.roles = RoleClients(self._assume, lambda: _with_trimmed_data(AioSession()),
                                  self._new_client, settings.max_roles)
 
@@ -223,14 +223,7 @@ class Upstream:
 
     async def _sts_client(self) -> Any:
         """STS with the daemon's own credentials, created on first use (roles, identity)."""
-        if self._sts is None:
-            self._sts = asyncio.ensure_future(self._new_client(self._session, "sts"))
-        try:
-            return await asyncio.shield(self._sts)
-        except BaseException:
-            if self._sts is not None and self._sts.done():
-                self._sts = None
-            raise
+        return await once(self._sts, "sts", lambda: self._new_client(self._session, "sts"))
 
     async def check_identity(self) -> None:
         """STS GetCallerIdentity (``validate_credentials``); raises ``ApiError``."""

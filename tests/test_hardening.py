@@ -52,11 +52,11 @@ def test_a_refresh_landing_after_refresh_now_never_restores_the_old_value(
         assert daemon.secret(name).json()["SecretString"] == "after"
 
 
-def test_a_refresh_landing_after_a_delete_never_brings_the_parameter_back(
-        start_daemon: StartDaemon, aws: Aws, proxy: FaultProxy, rules: list[Rule],
-        unique: str) -> None:
-    name = f"/{unique}/deleted"
-    aws.ssm.put_parameter(Name=name, Type="String", Value="v")
+def _refresh_held_at_gate(start_daemon: StartDaemon, aws: Aws, proxy: FaultProxy,
+                          rules: list[Rule], name: str, value: str) -> tuple[Daemon, Rule]:
+    """A daemon (TTL 2 s, refresh-ahead at once) whose background refresh of the parameter
+    ``name`` is held at a proxy gate."""
+    aws.ssm.put_parameter(Name=name, Type="String", Value=value)
     daemon = start_daemon(SSM_PARAMETER_STORE_TTL="2",
                           PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD="0.01")
     daemon.param(name)
@@ -65,6 +65,14 @@ def test_a_refresh_landing_after_a_delete_never_brings_the_parameter_back(
     time.sleep(1.1)  # the refresh window opens by the clock: that is what is tested
     daemon.param(name)
     proxy.wait_held(gate, 1)
+    return daemon, gate
+
+
+def test_a_refresh_landing_after_a_delete_never_brings_the_parameter_back(
+        start_daemon: StartDaemon, aws: Aws, proxy: FaultProxy, rules: list[Rule],
+        unique: str) -> None:
+    name = f"/{unique}/deleted"
+    daemon, gate = _refresh_held_at_gate(start_daemon, aws, proxy, rules, name, "v")
     proxy.remove(gate)
     aws.ssm.delete_parameter(Name=name)
     assert daemon.param(name, refreshNow="true").json()["__type"] == "ParameterNotFound"
@@ -79,15 +87,7 @@ def test_stale_served_while_a_slow_refresh_is_out(start_daemon: StartDaemon, aws
                                                   proxy: FaultProxy, rules: list[Rule],
                                                   unique: str) -> None:
     name = f"/{unique}/slow"
-    aws.ssm.put_parameter(Name=name, Type="String", Value="v1")
-    daemon = start_daemon(SSM_PARAMETER_STORE_TTL="2",
-                          PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD="0.01")
-    daemon.param(name)
-    gate = proxy.add(Rule(match=name, kind="gate"))
-    rules.append(gate)
-    time.sleep(1.1)  # the refresh window opens by the clock
-    daemon.param(name)
-    proxy.wait_held(gate, 1)
+    daemon, gate = _refresh_held_at_gate(start_daemon, aws, proxy, rules, name, "v1")
     time.sleep(1.0)  # past the TTL, with AWS still holding the refresh
     answer = daemon.param(name)  # answered at once: it would block at the gate otherwise
     assert answer.headers["X-Cache"] == "stale"
