@@ -50,8 +50,8 @@ def wanted(dest):
 a = Analysis(
     [{entry!r}],
     pathex=[{repo!r}],
-    datas=[({trimmed!r}, "sidecar/botocore_data")],
-    hiddenimports=["sidecar.extension", "sidecar.lambda_loop", "sidecar.daemon"],
+    datas=[({trimmed!r}, "sidecar/aws/botocore_data")],
+    hiddenimports=["sidecar.extension.lifecycle", "sidecar.extension.serve", "sidecar.daemon"],
     excludes=["moto", "tkinter", "unittest", "pydoc", "sidecar.demo"],
     noarchive=False,
 )
@@ -133,7 +133,7 @@ def build(out: Path, work: Path) -> Path:
     spec = staging / f"{NAME}.spec"
     spec.write_text(SPEC.format(
         keep=sorted(BOTOCORE_SERVICES), entry=str(REPO / "layer" / "binary_entry.py"),
-        repo=str(REPO), trimmed=str(REPO / "sidecar" / "botocore_data"), name=NAME))
+        repo=str(REPO), trimmed=str(REPO / "sidecar" / "aws" / "botocore_data"), name=NAME))
     log("binary: freezing with PyInstaller")
     env = {**os.environ, "PATH": f"{env_dir / 'bin'}:{os.environ.get('PATH', '')}"}
     frozen = subprocess.run(

@@ -3,7 +3,7 @@
 botocore parses the whole service model and the whole legacy endpoints file when a client is
 created: for SSM's 152 operations and every service's endpoints that is about 12 MB of resident
 memory, for the 4 operations the daemon calls. This keeps only those operations (and the shapes
-they reach) and the endpoint entries of the services used, in ``sidecar/botocore_data/``, which
+they reach) and the endpoint entries of the services used, in ``sidecar/aws/botocore_data/``, which
 the daemon puts first on botocore's data search path. Re-run after upgrading botocore; a test
 fails when the committed files no longer match what this script would write.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import botocore.loaders
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET = REPO / "sidecar" / "botocore_data"
+TARGET = REPO / "sidecar" / "aws" / "botocore_data"
 OPERATIONS = {
     "ssm": ["GetParameter", "GetParameters", "GetParametersByPath"],
     "secretsmanager": ["GetSecretValue", "BatchGetSecretValue", "ListSecrets"],

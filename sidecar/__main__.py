@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sidecar import __version__
 
 if TYPE_CHECKING:
-    from sidecar.config import Settings
+    from sidecar.config.settings import Settings
 
 
 def _check_region(settings: Settings) -> None:
@@ -21,13 +21,14 @@ def _check_region(settings: Settings) -> None:
         import botocore.session
 
         if not botocore.session.get_session().get_config_variable("region"):
-            from sidecar.config import ConfigError
+            from sidecar.config.settings import ConfigError
 
             raise ConfigError("no AWS region: set AWS_REGION (or a region in the profile)")
 
 
 def standalone(demo: bool, config_file: str | None = None) -> int:
-    from sidecar import config, hardening, logs
+    from sidecar.config import settings as config
+    from sidecar.core import hardening, logs
 
     if demo:
         from sidecar import demo as demo_mode
@@ -51,9 +52,9 @@ def standalone(demo: bool, config_file: str | None = None) -> int:
         logs.warn(warning)
     logs.info("starting", version=__version__, **settings.describe(), **hardening.state())
 
+    from sidecar.core.runloop import run
     from sidecar.daemon import StartupError, run_standalone
-    from sidecar.listener import bind
-    from sidecar.runloop import run
+    from sidecar.http.listener import bind
 
     try:
         sock = bind(settings.port)
@@ -86,7 +87,7 @@ def healthcheck() -> int:
 
 
 def check_config(path: str) -> int:
-    from sidecar.agent_config import AgentConfigError, load_file
+    from sidecar.config.agent_file import AgentConfigError, load_file
 
     try:
         load_file(path)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if not arguments and os.environ.get("AWS_LAMBDA_RUNTIME_API"):
         # The Lambda launcher passes no arguments: straight to the register call, without
         # even argparse (every import before it is added to the function's cold start).
-        from sidecar.extension import run_extension
+        from sidecar.extension.lifecycle import run_extension
 
         return run_extension()
     import argparse
@@ -131,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         return check_config(args.check_config)
     if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
-        from sidecar.extension import run_extension
+        from sidecar.extension.lifecycle import run_extension
 
         return run_extension()
-    from sidecar.hardening import harden
+    from sidecar.core.hardening import harden
 
     missed = harden()  # before any secret can be in memory
     if missed:

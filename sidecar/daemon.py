@@ -13,13 +13,13 @@ import socket
 
 from aiohttp import web
 
-from sidecar import logs
-from sidecar.config import Settings
-from sidecar.metrics import Metrics
-from sidecar.resolver import Resolver
-from sidecar.server import Api, build_server
-from sidecar.token import TokenSource
-from sidecar.upstream import Upstream
+from sidecar.aws.upstream import Upstream
+from sidecar.cache.resolver import Resolver
+from sidecar.config.settings import Settings
+from sidecar.core import logs
+from sidecar.core.metrics import Metrics
+from sidecar.http.api import Api, build_server
+from sidecar.http.token import TokenSource
 
 # SPEC: exit within 2 s of the grace period's end; Lambda gives external extensions 2 s minus
 # the runtime's 300 ms. In-flight reads get this long to finish before they are cut.
@@ -34,7 +34,7 @@ class StartupError(Exception):
 async def validate_credentials(daemon: Daemon) -> None:
     """The Agent's ``validate_credentials``: STS GetCallerIdentity before serving. A transient
     failure is only a warning while ``ignore_transient_errors`` holds (the Agent's rule)."""
-    from sidecar.errors import ApiError
+    from sidecar.core.errors import ApiError
 
     try:
         await daemon.upstream.check_identity()
@@ -85,7 +85,7 @@ class Daemon:
             return done
         if settings.prefetch_tags or settings.prefetch_jitter_secs or settings.config_file:
             # The Agent's prefetch: delayed, bounded by the cache buffer, by tag keys too.
-            from sidecar.tag_prefetch import prefetch
+            from sidecar.cache.tag_prefetch import prefetch
 
             return loop.create_task(prefetch(settings, self.resolver, self.upstream))
         return self.resolver.begin_prefetch(settings.prefetch)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar import config
-from sidecar.agent_config import AgentConfigError, parse
-from sidecar.key import SECRETS, Key
+from sidecar.config import settings as config
+from sidecar.config.agent_file import AgentConfigError, parse
+from sidecar.core.key import SECRETS, Key
 
 ROLE = "arn:aws:iam::111122223333:role/reader"
 

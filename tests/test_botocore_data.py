@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sidecar.upstream import TRIMMED_DATA
+from sidecar.aws.upstream import TRIMMED_DATA
 from tests.support.process import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))

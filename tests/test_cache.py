@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sidecar.cache import Cache, Entry
-from sidecar.key import SSM, Key
+from sidecar.cache.store import Cache, Entry
+from sidecar.core.key import SSM, Key
 
 
 def entry(size: int) -> Entry:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import config
+from sidecar.config import settings as config
 from tests.conftest import Aws, StartDaemon
 from tests.support.proxy import FaultProxy, Rule
 

@@ -7,11 +7,11 @@ import requests
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestClient
 
-from sidecar.config import Settings
-from sidecar.resolver import Resolver
-from sidecar.server import Api
-from sidecar.token import TokenSource
-from sidecar.upstream import TOTAL_ATTEMPTS, Upstream
+from sidecar.aws.upstream import TOTAL_ATTEMPTS, Upstream
+from sidecar.cache.resolver import Resolver
+from sidecar.config.settings import Settings
+from sidecar.http.api import Api
+from sidecar.http.token import TokenSource
 from tests.conftest import Aws, StartDaemon
 from tests.support.process import Daemon, RawResponse, free_port
 from tests.support.proxy import FaultProxy, Rule

@@ -128,7 +128,7 @@ def test_path_reads_follow_pages_filter_and_warm_single_keys(
 
 def test_path_reads_past_the_page_bound_are_refused(
         start_daemon: StartDaemon, aws: Aws, unique: str) -> None:
-    import sidecar.upstream as upstream
+    import sidecar.aws.upstream as upstream
 
     over = upstream.MAX_PATH_PAGES * upstream.PATH_PAGE + 1
     client = aws.ssm

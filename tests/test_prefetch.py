@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.key import SECRETS, SSM, Key
-from sidecar.prefetch import PrefetchSyntaxError, parse_prefetch
-from sidecar.upstream import batches
+from sidecar.aws.upstream import batches
+from sidecar.config.prefetch import PrefetchSyntaxError, parse_prefetch
+from sidecar.core.key import SECRETS, SSM, Key
 
 
 def test_items_become_the_keys_reads_build() -> None:

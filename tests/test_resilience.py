@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sidecar.upstream import TOTAL_ATTEMPTS
+from sidecar.aws.upstream import TOTAL_ATTEMPTS
 from tests.conftest import Aws, StartDaemon
 from tests.support.process import TOKEN_HEADER, Daemon
 from tests.support.proxy import FaultProxy, Rule

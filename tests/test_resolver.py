@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from sidecar.config import Settings
-from sidecar.errors import ApiError
-from sidecar.key import SSM, Key
-from sidecar.resolver import Resolver
-from sidecar.upstream import Upstream
+from sidecar.aws.upstream import Upstream
+from sidecar.cache.resolver import Resolver
+from sidecar.config.settings import Settings
+from sidecar.core.errors import ApiError
+from sidecar.core.key import SSM, Key
 
 KEY = Key(SSM, "/k")
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiobotocore.session import AioSession
 
-from sidecar.errors import ApiError
-from sidecar.roles import Metadata, RoleClients
+from sidecar.aws.roles import Metadata, RoleClients
+from sidecar.core.errors import ApiError
 
 ROLE_A = "arn:aws:iam::111111111111:role/a"
 ROLE_B = "arn:aws:iam::222222222222:role/b"
@@ -89,17 +89,18 @@ async def test_max_roles_counts_only_assumed_roles() -> None:
 @pytest.mark.timeout(30)
 async def test_prefetch_waits_a_random_jitter_and_keeps_within_the_buffer(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from sidecar import tag_prefetch
-    from sidecar.config import Settings
-    from sidecar.key import SECRETS, Key
+    from sidecar.cache import tag_prefetch
+    from sidecar.config.settings import Settings
+    from sidecar.core.key import SECRETS, Key
 
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr("sidecar.tag_prefetch.asyncio.sleep", sleep)
-    monkeypatch.setattr("sidecar.tag_prefetch.random.uniform", lambda low, high: (low + high) / 2)
+    monkeypatch.setattr("sidecar.cache.tag_prefetch.asyncio.sleep", sleep)
+    monkeypatch.setattr("sidecar.cache.tag_prefetch.random.uniform",
+                        lambda low, high: (low + high) / 2)
     keys = (*[Key(SECRETS, f"s{index}") for index in range(5)], Key(SECRETS, "r", role=ROLE_A))
     settings = Settings(token="t", token_source="AWS_TOKEN", cache_items=5,
                         prefetch=keys, prefetch_jitter_secs=8, prefetch_buffer_ratio=0.6)

@@ -33,12 +33,13 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from sidecar import __version__, logs
-from sidecar.config import Settings
-from sidecar.errors import ApiError
-from sidecar.key import S3, SECRETS, SSM, Key
-from sidecar.metrics import Metrics
-from sidecar.roles import SESSION_NAME, Metadata, RoleClients, once
+from sidecar import __version__
+from sidecar.aws.roles import SESSION_NAME, Metadata, RoleClients, once
+from sidecar.config.settings import Settings
+from sidecar.core import logs
+from sidecar.core.errors import ApiError
+from sidecar.core.key import S3, SECRETS, SSM, Key
+from sidecar.core.metrics import Metrics
 
 # Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
 TOTAL_ATTEMPTS = 3
@@ -169,7 +170,7 @@ class Upstream:
         self.metrics = metrics or Metrics()
         self._session = _with_trimmed_data(session or get_session())
         if settings.credentials_file:
-            from sidecar.file_credentials import FileCredentialProvider
+            from sidecar.aws.file_credentials import FileCredentialProvider
 
             self._session.register_component(
                 "credential_provider", FileCredentialProvider(settings.credentials_file))

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from sidecar import logs, render
-from sidecar.admission import GuardedServer
-from sidecar.config import DEFAULT_INBOUND_CONNECTIONS, DEFAULT_PATH_PREFIX, TOKEN_HEADERS
-from sidecar.errors import ApiError, bad_request
-from sidecar.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from sidecar.metrics import Metrics
-from sidecar.query import (
+from sidecar.cache.resolver import Answer, Resolver
+from sidecar.config.settings import DEFAULT_INBOUND_CONNECTIONS, DEFAULT_PATH_PREFIX, TOKEN_HEADERS
+from sidecar.core import logs
+from sidecar.core.errors import ApiError, bad_request
+from sidecar.core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from sidecar.core.metrics import Metrics
+from sidecar.core.query import (
     PATH_READ,
     S3_READ,
     SINGLE,
@@ -32,9 +32,10 @@ from sidecar.query import (
     secret_short_read,
     split_query,
 )
-from sidecar.query import secret_path_read as _secret_path_read
-from sidecar.resolver import Answer, Resolver
-from sidecar.token import TokenSource
+from sidecar.core.query import secret_path_read as _secret_path_read
+from sidecar.http import render
+from sidecar.http.admission import GuardedServer
+from sidecar.http.token import TokenSource
 
 MAX_QUERY_BYTES = 8 * 1024
 # Connections beyond ``max_conn`` kept for /ping (the Agent allows two), so that a health check

@@ -11,7 +11,7 @@ import binascii
 import json
 from typing import Any, NamedTuple
 
-from sidecar.errors import ApiError, bad_request
+from sidecar.core.errors import ApiError, bad_request
 
 TRANSFORMS = ("json", "binary", "stringlist", "raw", "auto")
 GROUP_TRANSFORMS = ("json", "stringlist", "auto")

@@ -15,9 +15,9 @@ No parameter name, secret name, tag key or ARN can hold a comma, so the list nee
 
 from __future__ import annotations
 
-from sidecar.errors import ApiError
-from sidecar.key import Key
-from sidecar.query import (
+from sidecar.core.errors import ApiError
+from sidecar.core.key import Key
+from sidecar.core.query import (
     parameter_read,
     path_read,
     role_of,

@@ -19,8 +19,8 @@ from typing import Any
 from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession
 
-from sidecar import logs
-from sidecar.errors import ApiError
+from sidecar.core import logs
+from sidecar.core.errors import ApiError
 
 SESSION_NAME = "parameters-secrets-sidecar"
 DEFAULT_MAX_ROLES = 20  # the Agent's default and its maximum

@@ -9,13 +9,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar import transform
-from sidecar.errors import ApiError
-from sidecar.key import SECRETS, SSM, Key
-from sidecar.query import PATH_READ, SECRET_BATCH_READ, SSM_BATCH_READ, Read
-from sidecar.resolver import BYPASS, HIT, MISS, STALE, Answer
-from sidecar.transform import Rendered
-from sidecar.upstream import member_json
+from sidecar.aws.upstream import member_json
+from sidecar.cache.resolver import BYPASS, HIT, MISS, STALE, Answer
+from sidecar.core import transform
+from sidecar.core.errors import ApiError
+from sidecar.core.key import SECRETS, SSM, Key
+from sidecar.core.query import PATH_READ, SECRET_BATCH_READ, SSM_BATCH_READ, Read
+from sidecar.core.transform import Rendered
 
 _JSON = "application/json"
 _NOT_FOUND = frozenset({"ParameterNotFound", "ParameterVersionNotFound",

@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from sidecar.errors import bad_request
-from sidecar.key import S3, SECRETS, SSM, SSM_PATH, Key
-from sidecar.transform import GROUP_TRANSFORMS, TRANSFORMS
+from sidecar.core.errors import bad_request
+from sidecar.core.key import S3, SECRETS, SSM, SSM_PATH, Key
+from sidecar.core.transform import GROUP_TRANSFORMS, TRANSFORMS
 
 MAX_NAME_CHARS = 2048
 MAX_SELECTOR_CHARS = 256

@@ -13,11 +13,12 @@ import socket
 import time
 from typing import Any
 
-from sidecar import logs
-from sidecar.config import Settings
+from sidecar.config.settings import Settings
+from sidecar.core import logs
+from sidecar.core.metrics import EmfWriter
 from sidecar.daemon import Daemon
-from sidecar.extension import EventPump, ExtensionsApi, report_failure
-from sidecar.metrics import EmfWriter
+from sidecar.extension.api import ExtensionsApi
+from sidecar.extension.pump import EventPump, report_failure
 
 # Leave this much of the SHUTDOWN deadline for the process to exit after draining.
 EXIT_MARGIN_SECS = 0.15

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 
-from sidecar import logs
-from sidecar.config import Settings
-from sidecar.errors import ApiError
-from sidecar.key import SECRETS, Key
-from sidecar.resolver import Resolver
-from sidecar.upstream import Upstream
+from sidecar.aws.upstream import Upstream
+from sidecar.cache.resolver import Resolver
+from sidecar.config.settings import Settings
+from sidecar.core import logs
+from sidecar.core.errors import ApiError
+from sidecar.core.key import SECRETS, Key
 
 
 def room(settings: Settings) -> int:

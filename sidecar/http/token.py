@@ -11,8 +11,8 @@ import os
 import time
 from collections.abc import Callable
 
-from sidecar import logs
-from sidecar.config import ConfigError, read_token_file
+from sidecar.config.settings import ConfigError, read_token_file
+from sidecar.core import logs
 
 CHECK_EVERY_SECS = 1.0
 

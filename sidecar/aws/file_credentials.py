@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiobotocore.credentials import AioDeferredRefreshableCredentials
 
-from sidecar.errors import ApiError
+from sidecar.core.errors import ApiError
 
 # botocore renews credentials within 15 minutes of their expiry: this stamp makes it re-read
 # the file about once a minute.

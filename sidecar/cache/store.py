@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from cachetools import Cache as _PlainCache
 from cachetools import LRUCache
 
-from sidecar.key import Key
+from sidecar.core.key import Key
 
 
 @dataclass(slots=True)

@@ -12,7 +12,8 @@ import sys
 import time
 from typing import Any
 
-from sidecar import NAME, fatal
+from sidecar import NAME
+from sidecar.core import fatal
 
 LOGGER = logging.getLogger("sidecar")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,

@@ -36,13 +36,7 @@ from typing import NamedTuple
 
 from cachetools import LRUCache
 
-from sidecar import logs
-from sidecar.cache import Cache, Entry
-from sidecar.config import Settings
-from sidecar.errors import ApiError
-from sidecar.key import S3, SECRETS, SSM, SSM_PATH, Key
-from sidecar.metrics import Metrics
-from sidecar.upstream import (
+from sidecar.aws.upstream import (
     SECRETS_BATCH,
     SSM_BATCH,
     NotModified,
@@ -50,6 +44,12 @@ from sidecar.upstream import (
     batches,
     translate,
 )
+from sidecar.cache.store import Cache, Entry
+from sidecar.config.settings import Settings
+from sidecar.core import logs
+from sidecar.core.errors import ApiError
+from sidecar.core.key import S3, SECRETS, SSM, SSM_PATH, Key
+from sidecar.core.metrics import Metrics
 
 TTL_JITTER = 0.1
 MIN_REFRESH_LEAD_SECS = 0.05

@@ -16,8 +16,8 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.key import SECRETS, Key
-from sidecar.query import ROLE_ARN
+from sidecar.core.key import SECRETS, Key
+from sidecar.core.query import ROLE_ARN
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_PREFETCH_ENTRIES = 1000

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from sidecar.key import Key
+from sidecar.core.key import Key
 
 # Standard library only, and little of it: Lambda mode loads this before the register call,
 # and every millisecond here is added to the function's cold start. (No dataclasses, pathlib
@@ -339,7 +339,7 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
     warnings: list[str] = []
     from_file: dict[str, object] = {}
     if config_file is not None:
-        from sidecar.agent_config import AgentConfigError, load_file
+        from sidecar.config.agent_file import AgentConfigError, load_file
 
         try:
             from_file = load_file(config_file)
@@ -356,7 +356,7 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
     prefetch: tuple[Key, ...] = ()
     prefetch_tags: tuple[tuple[str, str | None], ...] = ()
     if prefetch_raw.strip():
-        from sidecar.prefetch import PrefetchSyntaxError, parse_prefetch
+        from sidecar.config.prefetch import PrefetchSyntaxError, parse_prefetch
 
         try:
             prefetch, prefetch_tags = parse_prefetch(prefetch_raw)

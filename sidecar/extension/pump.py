@@ -1,0 +1,101 @@
+"""The ``event/next`` loop on a thread of its own: INVOKEs acknowledged at once, SHUTDOWN or a
+failure of the API handed to the async side."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sidecar.core import fatal
+from sidecar.extension.api import ExtensionsApi, ExtensionsApiError
+
+MAX_MALFORMED_EVENTS = 5
+
+Event = dict[str, Any]
+
+
+class EventPump:
+    """Calls ``event/next`` from a daemon thread, for ever: INVOKEs are acknowledged at once by
+    the next call; SHUTDOWN, or a failure of the API, is handed to ``on_end`` (set by the
+    async side when it is ready; kept until then). Empty or malformed answers are retried with
+    a growing pause and end the pump after a few, so the loop never spins.
+    """
+
+    def __init__(self, api: ExtensionsApi,
+                 on_invoke: Callable[[Event], None] | None = None) -> None:
+        self._api = api
+        self._on_invoke = on_invoke
+        self._lock = threading.Lock()
+        self._end: tuple[str, Any] | None = None
+        self._on_end: Callable[[str, Any], None] | None = None
+        self.invokes = 0
+        self.events_seen = 0
+        self.started = False
+
+    def on_each_invoke(self, hook: Callable[[Event], None]) -> None:
+        """Called from the pump's thread after each INVOKE is acknowledged."""
+        self._on_invoke = hook
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            threading.Thread(target=self._run, name="event-next", daemon=True).start()
+
+    def on_end(self, callback: Callable[[str, Any], None]) -> None:
+        with self._lock:
+            self._on_end = callback
+            end = self._end
+        if end is not None:
+            callback(*end)
+
+    def _finish(self, kind: str, detail: Any) -> None:
+        with self._lock:
+            self._end = (kind, detail)
+            callback = self._on_end
+        if callback is not None:
+            callback(kind, detail)
+
+    def _run(self) -> None:
+        malformed = 0
+        while True:
+            try:
+                event = self._api.next_event()
+            except ExtensionsApiError as exc:
+                self._finish("error", str(exc))
+                return
+            self.events_seen += 1
+            kind = str(event.get("eventType", "")).upper()
+            if kind == "SHUTDOWN":
+                self._finish("shutdown", event)
+                return
+            if kind == "INVOKE":
+                malformed = 0
+                self.invokes += 1
+                if self._on_invoke is not None:
+                    try:
+                        self._on_invoke(event)
+                    except Exception as exc:  # a hook must never stop the acknowledgements
+                        from sidecar.core import logs
+
+                        logs.error("invoke hook failed", error=type(exc).__name__)
+                continue
+            malformed += 1
+            from sidecar.core import logs
+
+            logs.warn("unexpected answer from event/next", event_type=kind[:40] or "(none)")
+            if malformed >= MAX_MALFORMED_EVENTS:
+                self._finish("malformed", f"{malformed} malformed events in a row")
+                return
+            time.sleep(min(0.05 * 2 ** malformed, 1.0))
+
+
+def report_failure(api: ExtensionsApi, pump: EventPump, message: str) -> None:
+    """``init/error`` while Lambda has not sent this extension an event, else ``exit/error``."""
+    phase = "exit" if pump.events_seen else "init"
+    fatal.fatal_line(message)
+    try:
+        api.report(phase, "Crash" if phase == "exit" else "InitFailed", message)
+    except ExtensionsApiError as exc:
+        fatal.fatal_line(f"could not report the {phase} error to Lambda: {exc}")
