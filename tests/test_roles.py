@@ -5,6 +5,7 @@ roles that were assumed. (Reads through the daemon with moto's STS are in test_a
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,3 +115,32 @@ async def test_prefetch_waits_a_random_jitter_and_keeps_within_the_buffer(
     assert slept == [4.0]  # a random delay within max_jitter_seconds, before any call
     # 0.6 of 5 items: 3 per role, in the order listed.
     assert fetched == [(*keys[:3], keys[5])]
+
+
+@pytest.mark.timeout(30)
+async def test_a_role_whose_assume_role_failed_after_the_read_timed_out_does_not_count() -> None:
+    """Review S3-10: the read gives up (its timeout) before AssumeRole fails; the failed role
+    must not keep a ``max_roles`` slot, and its failure is not logged as never retrieved."""
+    loop = asyncio.get_running_loop()
+    unretrieved: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context["message"]))
+
+    async def slow_refusal(role: str) -> Metadata:
+        await asyncio.sleep(0.3)
+        raise ApiError(403, "AccessDeniedException", f"the role {role} could not be assumed")
+
+    roles = RoleClients(slow_refusal, AioSession, _client, max_roles=2)
+    for role in (ROLE_A, ROLE_B):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await roles.client("secretsmanager", role)
+    deadline = loop.time() + 5
+    while len(roles) and loop.time() < deadline:  # the two AssumeRole calls end at 0.3 s
+        await asyncio.sleep(0.02)
+    assert len(roles) == 0
+    with pytest.raises(ApiError) as third:
+        await roles.client("secretsmanager", "arn:aws:iam::333333333333:role/c")
+    assert third.value.code == "AccessDeniedException"  # tried, not refused as MaxRolesExceeded
+    gc.collect()  # a failure nobody retrieved is reported when its task is collected
+    await asyncio.sleep(0)
+    assert not [message for message in unretrieved if "never retrieved" in message]

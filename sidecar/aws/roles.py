@@ -40,16 +40,25 @@ class _FixedProvider:
 async def once(made: dict[str, asyncio.Future[Any]], key: str,
                make: Callable[[], Awaitable[Any]]) -> Any:
     """``make()`` once per ``key``, shared by concurrent callers; a failure is forgotten, so
-    the next caller tries again."""
+    the next caller tries again.
+
+    The failure is forgotten by the future itself, when it ends: every caller may have stopped
+    waiting by then (a read's timeout cancels its wait, not the shared work), and an entry left
+    behind would count toward ``max_roles`` for a role that was never assumed (review S3-10).
+    """
     future = made.get(key)
     if future is None:
         future = made[key] = asyncio.ensure_future(make())
-    try:
-        return await asyncio.shield(future)
-    except BaseException:
-        if future.done() and made.get(key) is future:
-            del made[key]
-        raise
+        future.add_done_callback(lambda done: _forget_failure(made, key, done))
+    return await asyncio.shield(future)
+
+
+def _forget_failure(made: dict[str, asyncio.Future[Any]], key: str,
+                    future: asyncio.Future[Any]) -> None:
+    # ``exception()`` also marks the failure as seen: with no caller left to receive it,
+    # asyncio would otherwise log "Task exception was never retrieved".
+    if (future.cancelled() or future.exception() is not None) and made.get(key) is future:
+        del made[key]
 
 
 class _Role:
@@ -69,7 +78,8 @@ class RoleClients:
         self._new_session = new_session
         self._new_client = new_client
         self.max_roles = max_roles
-        # Assumed roles, and those being assumed: both count toward ``max_roles``.
+        # Assumed roles, and those being assumed: both count toward ``max_roles``; a failed
+        # AssumeRole removes its own entry (``once``).
         self._roles: dict[str, asyncio.Future[Any]] = {}
 
     def __len__(self) -> int:
