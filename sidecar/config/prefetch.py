@@ -17,14 +17,8 @@ from __future__ import annotations
 
 from sidecar.core.errors import ApiError
 from sidecar.core.key import Key
-from sidecar.core.query import (
-    parameter_read,
-    path_read,
-    role_of,
-    s3_read,
-    secret_read,
-    split_query,
-)
+from sidecar.core.query import role_of, split_query
+from sidecar.core.reads import parameter_read, path_read, s3_read, secret_read
 
 PrefetchItem = Key
 MAX_ITEMS = 1000

@@ -1,6 +1,8 @@
-"""Turn a raw query string into a cache ``Key`` (SPEC section 2), or a 400 naming the bad key.
+"""The query syntax (SPEC section 2): split and percent-decode a query string, collect and
+validate its keys, the ``Read`` a request becomes. The per-route parsers are in ``reads``.
 
-Used by the HTTP server for every read and by the prefetch list, so both speak one syntax.
+Every refusal is a 400 naming the bad key, before any AWS call. Used by the HTTP server for every
+read and by the prefetch list, so both speak one syntax.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from sidecar.core.errors import bad_request
-from sidecar.core.key import S3, SECRETS, SSM, SSM_PATH, Key
-from sidecar.core.transform import GROUP_TRANSFORMS, TRANSFORMS
+from sidecar.core.key import Key
+from sidecar.core.transform import GROUP_TRANSFORMS, TRANSFORMS, json_key_problem
 
 MAX_NAME_CHARS = 2048
 MAX_SELECTOR_CHARS = 256
@@ -22,27 +24,15 @@ _TRUE_FALSE = {"true": True, "1": True, "false": False, "0": False}
 # any AWS call (botocore's own validation would otherwise surface as a 500).
 _LABEL = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _LABEL_RESERVED = re.compile(r"(?i)^(aws|ssm|[0-9])")
-_VERSION_ID = re.compile(r"[\x21-\x7e]{32,64}")
-MAX_VERSION_DIGITS = 19  # a signed 64-bit number
+# GetParameter reads a Secrets Manager secret by this prefix; a label there is a version stage.
+SECRET_REFERENCE = "/aws/reference/secretsmanager/"
+MAX_STAGE_CHARS = 256
 
 EXTRA_KEYS = frozenset({"maxAge", "transform", "jsonKey", "roleArn"})  # on every read path
 # The Secrets Manager Agent's rule for ``roleArn`` (ASCII word characters only).
 ROLE_ARN = re.compile(r"arn:[A-Za-z0-9_-]+:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+")
-PARAMETER_KEYS = frozenset({"name", "version", "label", "withDecryption", "refreshNow"}) \
-    | EXTRA_KEYS
-SECRET_KEYS = frozenset({"secretId", "versionId", "versionStage", "refreshNow"}) | EXTRA_KEYS
-SECRET_SHORT_KEYS = SECRET_KEYS | {"name"}
-SECRET_PATH_KEYS = frozenset({"versionId", "versionStage", "refreshNow"}) | EXTRA_KEYS
-BATCH_KEYS = frozenset({"name", "withDecryption", "refreshNow"}) | EXTRA_KEYS
-SECRET_BATCH_KEYS = frozenset({"secretId", "refreshNow"}) | EXTRA_KEYS
-PATH_KEYS = frozenset({"path", "recursive", "withDecryption", "type", "keyId", "label",
-                       "refreshNow"}) | EXTRA_KEYS
-S3_KEYS = frozenset({"bucket", "key", "versionId", "refreshNow", "maxAge", "roleArn"})
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
-MAX_OBJECT_KEY_BYTES = 1024
 MAX_BATCH = 100
 MAX_AGE_SECS = 86400
-PARAMETER_TYPES = ("String", "StringList", "SecureString")
 SINGLE, SSM_BATCH_READ, SECRET_BATCH_READ, PATH_READ = "single", "ssm-batch", "secret-batch", "path"
 S3_READ = "s3"
 
@@ -76,16 +66,21 @@ def split_query(raw: str) -> list[tuple[str, str]]:
     for part in raw.split("&"):
         if not part:
             continue
-        name, _, value = part.partition("=")
-        if _BAD_PERCENT.search(part):
-            raise bad_request("InvalidParameterValue", "malformed percent-encoding in the query")
-        try:
-            pairs.append((unquote(name, errors="strict"), unquote(value, errors="strict")))
-        except UnicodeDecodeError:
-            raise bad_request(
-                "InvalidParameterValue", "the query is not valid UTF-8 once decoded"
-            ) from None
+        raw_name, _, raw_value = part.partition("=")
+        name = percent_decoded(raw_name, "the name of query parameter " + _shown(raw_name))
+        pairs.append((name, percent_decoded(raw_value, "query parameter " + _shown(name))))
     return pairs
+
+
+def percent_decoded(raw: str, where: str) -> str:
+    """``raw`` percent-decoded, or a 400 saying ``where`` the bad encoding is."""
+    if _BAD_PERCENT.search(raw):
+        raise bad_request("InvalidParameterValue", f"malformed percent-encoding in {where}")
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise bad_request("InvalidParameterValue",
+                          f"{where} is not valid UTF-8 once percent-decoded") from None
 
 
 def _shown(text: str) -> str:
@@ -93,7 +88,7 @@ def _shown(text: str) -> str:
     return repr(text[:64])
 
 
-def _collect(pairs: list[tuple[str, str]], allowed: frozenset[str]) -> dict[str, str]:
+def collect(pairs: list[tuple[str, str]], allowed: frozenset[str]) -> dict[str, str]:
     """Pairs into a dict (insertion order kept), refusing unknown, repeated and empty keys."""
     found: dict[str, str] = {}
     for name, value in pairs:
@@ -120,40 +115,41 @@ def _collect(pairs: list[tuple[str, str]], allowed: frozenset[str]) -> dict[str,
     return found
 
 
-def _flag(found: dict[str, str], name: str) -> bool:
+def flag(found: dict[str, str], name: str) -> bool:
+    """A boolean query key: absent is False; ``withDecryption`` takes only true or false."""
     raw = found.get(name)
     if raw is None:
         return False
-    flag = _TRUE_FALSE.get(raw.lower())
-    if flag is None or (name == "withDecryption" and raw.lower() not in ("true", "false")):
+    value = _TRUE_FALSE.get(raw.lower())
+    if value is None or (name == "withDecryption" and raw.lower() not in ("true", "false")):
         allowed = "true or false" if name == "withDecryption" else "true, false, 1 or 0"
         raise bad_request("InvalidParameterValue", f"query parameter {name!r} must be {allowed}")
-    return flag
+    return value
 
 
-def _extras(found: dict[str, str], group: bool = False) -> dict[str, object]:
+def extras(found: dict[str, str], group: bool = False) -> dict[str, object]:
     """``maxAge``, ``transform`` and ``jsonKey``, validated."""
-    extras: dict[str, object] = {}
+    chosen: dict[str, object] = {}
     raw = found.get("maxAge")
     if raw is not None:
         if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_AGE_SECS:
             raise bad_request("InvalidParameterValue", "query parameter 'maxAge' must be a whole "
                               f"number of seconds from 0 to {MAX_AGE_SECS}")
-        extras["max_age"] = int(raw)
+        chosen["max_age"] = int(raw)
     transform = found.get("transform")
     if transform is not None:
         allowed = GROUP_TRANSFORMS if group else TRANSFORMS
         if transform not in allowed:
             raise bad_request("InvalidParameterValue", "query parameter 'transform' must be one "
                               "of " + ", ".join(allowed) + (" on a group read" if group else ""))
-        extras["transform"] = transform
+        chosen["transform"] = transform
     json_key = found.get("jsonKey")
     if json_key is not None:
-        if any(not part for part in json_key.split(".")):
-            raise bad_request("InvalidParameterValue",
-                              "query parameter 'jsonKey' must be dot-separated field names")
-        extras["json_key"] = json_key
-    return extras
+        problem = json_key_problem(json_key)
+        if problem is not None:
+            raise bad_request("InvalidParameterValue", f"query parameter 'jsonKey' {problem}")
+        chosen["json_key"] = json_key
+    return chosen
 
 
 def role_of(found: dict[str, str]) -> str | None:
@@ -165,178 +161,54 @@ def role_of(found: dict[str, str]) -> str | None:
     return role
 
 
-def _required(found: dict[str, str], name: str) -> str:
+def required(found: dict[str, str], name: str) -> str:
     value = found.get(name)
     if value is None:
         raise bad_request("MissingParameter", f"query parameter {name!r} is required")
     return value
 
 
-def parameter_read(pairs: list[tuple[str, str]]) -> Read:
-    """``/systemsmanager/parameters/get`` and ``/parameters/get``."""
-    found = _collect(pairs, PARAMETER_KEYS)
-    name = _required(found, "name")
-    version = label = None
-    # Version and label are exclusive upstream; AWS documents that the first one given wins.
-    for selector in found:
-        if selector == "version":
-            version = found["version"]
-            if not version.isascii() or not version.isdigit() or int(version) < 1 \
-                    or len(version) > MAX_VERSION_DIGITS:
-                raise bad_request(
-                    "InvalidParameterValue", "query parameter 'version' must be a positive integer"
-                )
-            break
-        if selector == "label":
-            label = found["label"]
-            _check_label(label)
-            break
-    key = Key(SSM, name, version=version, label=label,
-              with_decryption=_flag(found, "withDecryption"), role=role_of(found))
-    return Read(key, _flag(found, "refreshNow"), **_extras(found))  # type: ignore[arg-type]
+def check_label(name: str, label: str, where: str = "query parameter 'label'") -> None:
+    """A ``label`` selector on the parameter ``name``, before any AWS call.
 
-
-def _secret_read(secret_id: str, found: dict[str, str]) -> Read:
-    version_id = found.get("versionId")
-    if version_id is not None and not _VERSION_ID.fullmatch(version_id):
-        raise bad_request("InvalidParameterValue",
-                          "query parameter 'versionId' must be 32-64 printable characters "
-                          "without spaces")
-    key = Key(SECRETS, secret_id, version_id=found.get("versionId"),
-              version_stage=found.get("versionStage"), role=role_of(found))
-    return Read(key, _flag(found, "refreshNow"), **_extras(found))  # type: ignore[arg-type]
-
-
-def secret_read(pairs: list[tuple[str, str]]) -> Read:
-    """``/secretsmanager/get``."""
-    found = _collect(pairs, SECRET_KEYS)
-    return _secret_read(_required(found, "secretId"), found)
-
-
-def secret_short_read(pairs: list[tuple[str, str]]) -> Read:
-    """``/secrets/get``: ``name`` or ``secretId`` names the secret."""
-    found = _collect(pairs, SECRET_SHORT_KEYS)
-    if "name" in found and "secretId" in found:
-        raise bad_request("InvalidParameterValue", "give 'name' or 'secretId', not both")
-    secret_id = found.get("name") or found.get("secretId")
-    if secret_id is None:
-        raise bad_request("MissingParameter", "query parameter 'secretId' (or 'name') is required")
-    return _secret_read(secret_id, found)
-
-
-def secret_path_read(raw_id: str, pairs: list[tuple[str, str]]) -> Read:
-    """``/v1/<secretId>``: the id is the rest of the path, percent-decoded."""
-    found = _collect(pairs, SECRET_PATH_KEYS)
-    if _BAD_PERCENT.search(raw_id):
-        raise bad_request("InvalidParameterValue", "malformed percent-encoding in the path")
-    try:
-        secret_id = unquote(raw_id, errors="strict")
-    except UnicodeDecodeError:
-        raise bad_request("InvalidParameterValue", "the path is not valid UTF-8") from None
-    checked = _collect([("secretId", secret_id)], frozenset({"secretId"}))
-    return _secret_read(checked["secretId"], found)
-
-
-
-def _check_label(label: str) -> None:
+    On an ``/aws/reference/secretsmanager/`` name it is a Secrets Manager version stage (what the
+    AWS extension sends as ``Name:stage``): AWSCURRENT, AWSPREVIOUS, AWSPENDING or a custom
+    stage. The Secrets Manager API reference gives a stage only a length, 1 to 256 characters,
+    and no character set; ``:`` is refused because it would split the name. Elsewhere it is an
+    SSM label (LabelParameterVersion's rule: 1-100 letters, digits, ``.``, ``-``, ``_``, not
+    starting with a digit, ``aws`` or ``ssm``).
+    """
+    if name.startswith(SECRET_REFERENCE):
+        if len(label) > MAX_STAGE_CHARS or ":" in label:
+            raise bad_request(
+                "InvalidParameterValue",
+                f"{where} is a Secrets Manager version stage on a reference name (AWSCURRENT, "
+                f"AWSPREVIOUS, AWSPENDING or your own): 1-{MAX_STAGE_CHARS} characters "
+                "without ':'",
+            )
+        return
     if not _LABEL.fullmatch(label) or _LABEL_RESERVED.match(label):
         raise bad_request(
             "InvalidParameterValue",
-            "query parameter 'label' must be 1-100 letters, digits, '.', '-' or '_', "
+            f"{where} must be 1-100 letters, digits, '.', '-' or '_', "
             "not starting with a digit, 'aws' or 'ssm'",
         )
 
 
-def _collect_group(pairs: list[tuple[str, str]], allowed: frozenset[str],
-                   listed: str) -> tuple[list[str], dict[str, str]]:
-    """The repeated ``listed`` key's values in order, and the other keys as ``_collect``."""
+def collect_group(pairs: list[tuple[str, str]], allowed: frozenset[str],
+                  listed: str) -> tuple[list[str], dict[str, str]]:
+    """The repeated ``listed`` key's values in order, and the other keys as ``collect``."""
     values: list[str] = []
     rest: list[tuple[str, str]] = []
     for name, value in pairs:
         if name == listed:
-            values.append(_collect([(name, value)], frozenset({listed}))[listed])
+            values.append(collect([(name, value)], frozenset({listed}))[listed])
         else:
             rest.append((name, value))
-    found = _collect(rest, allowed - {listed})
+    found = collect(rest, allowed - {listed})
     if not values:
         raise bad_request("MissingParameter", f"query parameter {listed!r} is required")
     if len(values) > MAX_BATCH:
         raise bad_request("InvalidParameterValue",
                           f"at most {MAX_BATCH} {listed!r} values are accepted in one read")
     return values, found
-
-
-def _selected(entry: str, decrypt: bool, role: str | None) -> Key:
-    """``name``, ``name:3`` (a version) or ``name:label``; an ARN's own colons are not
-    selectors (only what follows ``:parameter/`` is looked at)."""
-    prefix = ""
-    if entry.startswith("arn:") and ":parameter/" in entry:
-        head, _, tail = entry.partition(":parameter/")
-        prefix, entry = head + ":parameter/", tail
-    name, sep, selector = entry.rpartition(":")
-    if not sep or not name or not selector or "/" in selector:
-        return Key(SSM, prefix + entry, with_decryption=decrypt, role=role)
-    if selector.isdigit():
-        if int(selector) < 1 or len(selector) > MAX_VERSION_DIGITS:
-            raise bad_request("InvalidParameterValue",
-                              f"the version in {(prefix + entry)[:128]!r} is invalid")
-        return Key(SSM, prefix + name, version=selector, with_decryption=decrypt, role=role)
-    _check_label(selector)
-    return Key(SSM, prefix + name, label=selector, with_decryption=decrypt, role=role)
-
-
-def parameter_batch_read(pairs: list[tuple[str, str]]) -> Read:
-    """``/systemsmanager/parameters/batch``."""
-    names, found = _collect_group(pairs, BATCH_KEYS, "name")
-    decrypt, role = _flag(found, "withDecryption"), role_of(found)
-    keys = tuple(dict.fromkeys(_selected(name, decrypt, role) for name in names))
-    return Read(keys[0], _flag(found, "refreshNow"), SSM_BATCH_READ, keys,
-                **_extras(found, group=True))  # type: ignore[arg-type]
-
-
-def secret_batch_read(pairs: list[tuple[str, str]]) -> Read:
-    """``/secretsmanager/batch``."""
-    ids, found = _collect_group(pairs, SECRET_BATCH_KEYS, "secretId")
-    role = role_of(found)
-    keys = tuple(dict.fromkeys(Key(SECRETS, secret_id, role=role) for secret_id in ids))
-    return Read(keys[0], _flag(found, "refreshNow"), SECRET_BATCH_READ, keys,
-                **_extras(found, group=True))  # type: ignore[arg-type]
-
-
-def path_read(pairs: list[tuple[str, str]]) -> Read:
-    """``/systemsmanager/parameters/path``: one cache entry keyed by every argument."""
-    found = _collect(pairs, PATH_KEYS)
-    path = _required(found, "path")
-    if not path.startswith("/"):
-        raise bad_request("InvalidParameterValue", "query parameter 'path' must start with '/'")
-    options: list[tuple[str, str]] = [("recursive", str(_flag(found, "recursive")).lower())]
-    if "type" in found:
-        if found["type"] not in PARAMETER_TYPES:
-            raise bad_request("InvalidParameterValue", "query parameter 'type' must be one of "
-                              + ", ".join(PARAMETER_TYPES))
-        options.append(("type", found["type"]))
-    if "keyId" in found:
-        options.append(("keyId", found["keyId"]))
-    if "label" in found:
-        _check_label(found["label"])
-        options.append(("label", found["label"]))
-    key = Key(SSM_PATH, path, with_decryption=_flag(found, "withDecryption"),
-              options=tuple(options), role=role_of(found))
-    return Read(key, _flag(found, "refreshNow"), PATH_READ,
-                **_extras(found, group=True))  # type: ignore[arg-type]
-
-
-def s3_read(pairs: list[tuple[str, str]]) -> Read:
-    """``/s3/get``: an object's bytes (S3's naming rules checked before any call)."""
-    found = _collect(pairs, S3_KEYS)
-    bucket, key = _required(found, "bucket"), _required(found, "key")
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise bad_request("InvalidParameterValue", "query parameter 'bucket' is not a valid S3 "
-                          "bucket name (3-63 lowercase letters, digits, '.' and '-')")
-    if len(key.encode()) > MAX_OBJECT_KEY_BYTES:
-        raise bad_request("InvalidParameterValue",
-                          f"query parameter 'key' is longer than {MAX_OBJECT_KEY_BYTES} bytes")
-    cache_key = Key(S3, f"s3://{bucket}/{key}", version_id=found.get("versionId"),
-                    options=(("bucket", bucket), ("key", key)), role=role_of(found))
-    return Read(cache_key, _flag(found, "refreshNow"), S3_READ,
-                **_extras(found))  # type: ignore[arg-type]

@@ -18,11 +18,8 @@ from sidecar.core import logs
 from sidecar.core.errors import ApiError, bad_request
 from sidecar.core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sidecar.core.metrics import Metrics
-from sidecar.core.query import (
-    PATH_READ,
-    S3_READ,
-    SINGLE,
-    Read,
+from sidecar.core.query import PATH_READ, S3_READ, SINGLE, Read, split_query
+from sidecar.core.reads import (
     parameter_batch_read,
     parameter_read,
     path_read,
@@ -30,9 +27,8 @@ from sidecar.core.query import (
     secret_batch_read,
     secret_read,
     secret_short_read,
-    split_query,
 )
-from sidecar.core.query import secret_path_read as _secret_path_read
+from sidecar.core.reads import secret_path_read as _secret_path_read
 from sidecar.http import render
 from sidecar.http.admission import GuardedServer
 from sidecar.http.token import TokenSource

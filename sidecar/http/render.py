@@ -34,11 +34,21 @@ def single(read: Read, answer: Answer) -> Rendered:
 
 
 def _transformed(member: bytes, field: str, name: str, read: Read) -> bytes:
-    how = transform.effective(read.transform, name, group=True)
+    """A group member with its ``Value`` / ``SecretString`` transformed. A binary secret's
+    ``SecretBinary`` is read as UTF-8 text (as Powertools does); its result goes in
+    ``SecretString`` and ``SecretBinary`` becomes null, so one field holds the answer."""
+    auto_name = name
+    if read.kind == PATH_READ:  # Powertools' get_multiple keys (and so ``auto``) by relative name
+        auto_name = (name[len(read.key.name):] if name.startswith(read.key.name) else name)
+        auto_name = auto_name.lstrip("/")
+    how = transform.effective(read.transform, auto_name, group=True)
     if how is None and read.json_key is None:
         return member
     document: dict[str, Any] = json.loads(member)
-    document[field] = transform.value_of(document.get(field), None, name, how, read.json_key)
+    binary = document.get("SecretBinary") if field == "SecretString" else None
+    document[field] = transform.value_of(document.get(field), binary, name, how, read.json_key)
+    if binary is not None:
+        document["SecretBinary"] = None
     return json.dumps(document, separators=(",", ":")).encode()
 
 
