@@ -128,9 +128,9 @@ def test_path_reads_follow_pages_filter_and_warm_single_keys(
 
 def test_path_reads_past_the_page_bound_are_refused(
         start_daemon: StartDaemon, aws: Aws, unique: str) -> None:
-    import sidecar.aws.upstream as upstream
+    from sidecar.aws import ssm
 
-    over = upstream.MAX_PATH_PAGES * upstream.PATH_PAGE + 1
+    over = ssm.MAX_PATH_PAGES * ssm.PATH_PAGE + 1
     client = aws.ssm
     for index in range(over):
         client.put_parameter(Name=f"/{unique}/big/p{index}", Type="String", Value="v")

@@ -218,7 +218,7 @@ async def test_a_late_refresh_never_replaces_a_newer_refresh_now() -> None:
     upstream.gates[2].set()
     assert (await rotated).body == b"v2"
     upstream.gates[1].set()  # the refresh that started first lands last
-    await _until(lambda: KEY not in resolver._inflight)
+    await _until(lambda: KEY not in resolver._in_flight)
     answer = await resolver.read(KEY)
     assert (answer.state, answer.body) == ("hit", b"v2")
 
@@ -236,7 +236,7 @@ async def test_a_late_refresh_never_brings_back_a_deleted_key() -> None:
     with pytest.raises(ApiError, match="ParameterNotFound"):
         await deleted
     upstream.gates[1].set()
-    await _until(lambda: KEY not in resolver._inflight)
+    await _until(lambda: KEY not in resolver._in_flight)
     assert KEY not in resolver.cache
 
 
@@ -253,7 +253,7 @@ async def test_a_late_refresh_never_reinserts_an_evicted_key() -> None:
     upstream.gates[2].set()
     await reading  # evicts KEY (one item allowed)
     upstream.gates[1].set()
-    await _until(lambda: KEY not in resolver._inflight)
+    await _until(lambda: KEY not in resolver._in_flight)
     assert KEY not in resolver.cache
     assert other in resolver.cache  # the key just read stays
 
@@ -269,7 +269,7 @@ async def test_readers_get_stale_while_a_refresh_lands_late() -> None:
     answer = await resolver.read(KEY)  # would hang here if the reader waited
     assert (answer.state, answer.body) == ("stale", b"v1")
     upstream.gates[1].set()
-    await _until(lambda: KEY not in resolver._inflight)
+    await _until(lambda: KEY not in resolver._in_flight)
     assert (await resolver.read(KEY)).body == b"v2"
 
 

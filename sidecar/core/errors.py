@@ -10,15 +10,20 @@ class ApiError(Exception):
 
     ``transient`` marks upstream trouble worth serving a stale value over (throttling, 5xx,
     timeouts, connection failures); everything else is the upstream's final word on the key.
+    ``item`` marks AWS's answer about one id (a per-item error of a batch call, or the error of
+    a call that names one id), as opposed to a failure of a whole call: a group read lists the
+    former beside the other members and fails on the latter.
     The message must never hold a parameter value, a secret value or the token.
     """
 
-    def __init__(self, status: int, code: str, message: str, *, transient: bool = False) -> None:
+    def __init__(self, status: int, code: str, message: str, *, transient: bool = False,
+                 item: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.transient = transient
+        self.item = item
 
     def body(self) -> bytes:
         document = {"__type": self.code, "message": self.message}

@@ -9,7 +9,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.aws.upstream import member_json
+from sidecar.aws.errors import NOT_FOUND
+from sidecar.aws.shapes import member_json
 from sidecar.cache.resolver import BYPASS, HIT, MISS, STALE, Answer
 from sidecar.core import transform
 from sidecar.core.errors import ApiError
@@ -18,8 +19,6 @@ from sidecar.core.query import PATH_READ, SECRET_BATCH_READ, SSM_BATCH_READ, Rea
 from sidecar.core.transform import Rendered
 
 _JSON = "application/json"
-_NOT_FOUND = frozenset({"ParameterNotFound", "ParameterVersionNotFound",
-                        "ResourceNotFoundException"})
 
 
 def single(read: Read, answer: Answer) -> Rendered:
@@ -67,19 +66,25 @@ def group_state(read: Read, answers: Sequence[Answer | ApiError]) -> tuple[str, 
 
 
 def batch(read: Read, answers: Sequence[Answer | ApiError]) -> bytes:
-    """``/systemsmanager/parameters/batch`` and ``/secretsmanager/batch`` bodies."""
+    """``/systemsmanager/parameters/batch`` and ``/secretsmanager/batch`` bodies.
+
+    Per-id answers stay beside the others, as AWS's batch APIs give them: a parameter not
+    found is listed in ``InvalidParameters``, a secret's own error in ``Errors``. Anything else
+    (a whole call failed: AWS unreachable, throttled, denied, with nothing stale to serve)
+    fails the read with that error's status and body (review finding S3-7).
+    """
     found: list[bytes] = []
     missing: list[Key] = []
     errors: list[dict[str, str]] = []
     for key, answer in zip(read.keys, answers, strict=True):
         if isinstance(answer, ApiError):
-            if answer.code not in _NOT_FOUND and read.kind == SSM_BATCH_READ:
-                raise answer
-            if read.kind == SSM_BATCH_READ:
+            if read.kind == SSM_BATCH_READ and answer.item and answer.code in NOT_FOUND:
                 missing.append(key)
-            else:
+            elif read.kind == SECRET_BATCH_READ and answer.item:
                 errors.append({"SecretId": key.name, "ErrorCode": answer.code,
                                "Message": answer.message})
+            else:
+                raise answer
             continue
         if read.kind == SSM_BATCH_READ:
             found.append(_transformed(member_json(answer.body, SSM), "Value", key.name, read))

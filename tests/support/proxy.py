@@ -28,7 +28,9 @@ class Rule:
     500 with an HTML page, as a load balancer or proxy in front of AWS may."""
 
     match: str
-    kind: str  # throttle | error500 | html500 | error | delay | drop | gate
+    # throttle | error500 | html500 | error | delay | drop | gate | item_error (a batch answer
+    # with the matching ids moved from SecretValues to Errors, with ``code``)
+    kind: str
     seconds: float = 0.0
     status: int = 400  # for kind "error"
     code: str = "AccessDeniedException"  # for kind "error"
@@ -226,12 +228,32 @@ class FaultProxy:
                 if rule.kind == "delay":
                     await asyncio.sleep(rule.seconds)
             response = await self._forward(request, raw)
+            if rule is not None and rule.kind == "item_error":
+                response = self._item_errors(response, rule)
             call.response_bytes = len(response.body) if isinstance(response.body, bytes) else 0
             return response
         finally:
             call.end = time.monotonic()
             with self._lock:
                 self._active[scope] -= 1
+
+    @staticmethod
+    def _item_errors(response: web.Response, rule: Rule) -> web.Response:
+        """BatchGetSecretValue's answer with the ids ``rule`` matches failed one by one, as
+        AWS reports per-secret failures (moto never does)."""
+        assert isinstance(response.body, bytes)
+        document = json.loads(response.body)
+        kept, failed = [], []
+        for secret in document.get("SecretValues", []):
+            if rule.match in str(secret.get("Name", "")):
+                failed.append({"SecretId": secret["Name"], "ErrorCode": rule.code,
+                               "Message": f"injected {rule.code}"})
+            else:
+                kept.append(secret)
+        document["SecretValues"] = kept
+        document["Errors"] = [*document.get("Errors", []), *failed]
+        return web.Response(status=response.status, text=json.dumps(document),
+                            content_type=_AWS_JSON)
 
     @staticmethod
     def _error(status: int, code: str, message: str, query_protocol: bool = False
