@@ -37,7 +37,7 @@ class FakeSts:
                 "expiry_time": expiry.isoformat()}
 
 
-async def _client(session: AioSession, service: str) -> Any:
+async def _client(session: AioSession, service: str, region: str | None = None) -> Any:
     return session  # the session stands in for a client: the test reads its credentials
 
 

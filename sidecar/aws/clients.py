@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from sidecar import __version__
 from sidecar.aws.errors import outcome_kind, translate
+from sidecar.aws.regions import MAX_REGIONS
 from sidecar.aws.roles import SESSION_NAME, Metadata, RoleClients, once
 from sidecar.config.settings import Settings
 from sidecar.core import logs
@@ -59,6 +60,10 @@ class Clients:
                 "credential_provider", FileCredentialProvider(settings.credentials_file))
         self._stack = AsyncExitStack()
         self._clients: dict[str, asyncio.Future[Any]] = {}
+        self._regions: set[str] = set()
+        # The daemon's own region: a read by an ARN naming it uses the default clients.
+        self.home_region: str | None = settings.region or self._session.get_config_variable(
+            "region")
         self.roles = RoleClients(self._assume, lambda: with_trimmed_data(AioSession()),
                                  self._new_client, settings.max_roles)
 
@@ -77,9 +82,10 @@ class Clients:
         return {SSM: self._settings.ssm_timeout_ms, S3: self._settings.s3_timeout_ms}.get(
             service, self._settings.secrets_timeout_ms)
 
-    async def _new_client(self, session: AioSession, service: str) -> Any:
+    async def _new_client(self, session: AioSession, service: str,
+                          region: str | None = None) -> Any:
         client = session.create_client(SERVICE_NAMES.get(service, service),
-                                       region_name=self._settings.region,
+                                       region_name=region or self._settings.region,
                                        config=self._config(self._timeout_ms(service)))
         made = await self._stack.enter_async_context(client)
         # What a client loads (models, endpoint rules) lives as long as the process: keep it
@@ -88,11 +94,18 @@ class Clients:
         gc.freeze()
         return made
 
-    async def client(self, service: str) -> Any:
-        """The daemon's own client of ``service``, created on first use; raises ``ApiError``."""
+    async def client(self, service: str, region: str | None = None) -> Any:
+        """The daemon's own client of ``service`` in ``region`` (None: the daemon's region),
+        created on first use; raises ``ApiError`` (400 ``TooManyRegions`` past the bound)."""
+        name = f"{service}@{region}" if region else service
+        if region and region not in self._regions:
+            if len(self._regions) >= MAX_REGIONS:
+                raise ApiError(400, "TooManyRegions", f"reads by ARN reach at most "
+                               f"{MAX_REGIONS} other regions; cannot reach {region}")
+            self._regions.add(region)
         try:
-            return await once(self._clients, service,
-                              lambda: self._new_client(self._session, service))
+            return await once(self._clients, name,
+                              lambda: self._new_client(self._session, service, region))
         except Exception as exc:
             raise translate(exc) from None
 
@@ -137,12 +150,13 @@ class Clients:
                 "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry)}
 
     async def call(self, service: str, api: str, label: str, role: str | None = None,
-                   **kwargs: Any) -> dict[str, Any]:
-        """``api`` (snake case) on ``service``; raises what botocore raises (``translate`` it).
-        ``label`` is the log-safe name of what is asked (never a value)."""
-        client = await self.client(service)
+                   region: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """``api`` (snake case) on ``service``, in ``region`` (None: the daemon's); raises what
+        botocore raises (``translate`` it). ``label`` is the log-safe name of what is asked
+        (never a value)."""
+        client = await self.client(service, region)
         if role is not None:
-            client = await self.roles.client(service, role)
+            client = await self.roles.client(service, role, region)
         started = time.perf_counter()
         outcome, kind = "ok", "success"
         try:

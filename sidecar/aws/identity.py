@@ -44,6 +44,14 @@ def secret_ids(secret: dict[str, Any]) -> tuple[str, ...]:
     return tuple(ids)
 
 
+def arn_region(name: str) -> str | None:
+    """The region field of an ARN, or None for a plain name."""
+    if not name.startswith("arn:"):
+        return None
+    fields = name.split(":", 5)
+    return fields[3] if len(fields) == 6 else None
+
+
 def identity(key: Key) -> str:
     return parameter_identity(key.name) if key.service == SSM else key.name
 
@@ -53,7 +61,8 @@ def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
 
     Two keys for one parameter (by name and by ARN, or with different versions) never share a
     GetParameters call, so that every answer matches exactly one key of its call. A group's
-    keys share their role and ``withDecryption`` (one call is made with one of each).
+    keys share their role, ``withDecryption`` and the region their ARNs name (one call is
+    made with one of each, to one region).
     """
     groups: list[list[Key]] = []
     names: list[set[str]] = []
@@ -61,7 +70,8 @@ def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
         name = identity(key)
         for group, taken in zip(groups, names, strict=True):
             if len(group) < size and name not in taken and group[0].role == key.role \
-                    and group[0].with_decryption == key.with_decryption:
+                    and group[0].with_decryption == key.with_decryption \
+                    and arn_region(group[0].name) == arn_region(key.name):
                 group.append(key)
                 taken.add(name)
                 break

@@ -68,11 +68,11 @@ class _Role:
 
 
 class RoleClients:
-    """``client(service, role)``: a client of ``service`` acting as ``role``."""
+    """``client(service, role, region)``: a client of ``service`` acting as ``role``."""
 
     def __init__(self, assume: Callable[[str], Awaitable[Metadata]],
                  new_session: Callable[[], AioSession],
-                 new_client: Callable[[AioSession, str], Awaitable[Any]],
+                 new_client: Callable[[AioSession, str, str | None], Awaitable[Any]],
                  max_roles: int = DEFAULT_MAX_ROLES) -> None:
         self._assume = assume
         self._new_session = new_session
@@ -85,13 +85,15 @@ class RoleClients:
     def __len__(self) -> int:
         return len(self._roles)
 
-    async def client(self, service: str, role: str) -> Any:
+    async def client(self, service: str, role: str, region: str | None = None) -> Any:
+        """A client of ``service`` (in ``region``, None: the daemon's) acting as ``role``."""
         if role not in self._roles and len(self._roles) >= self.max_roles:
             raise ApiError(400, "MaxRolesExceeded",
                            f"the maximum number of assumed roles ({self.max_roles}) has been "
                            f"reached; cannot assume {role}")
         held: _Role = await once(self._roles, role, lambda: self._establish(role))
-        return await once(held.clients, service, lambda: self._new_client(held.session, service))
+        return await once(held.clients, f"{service}@{region}",
+                          lambda: self._new_client(held.session, service, region))
 
     async def _establish(self, role: str) -> _Role:
         metadata = await self._assume(role)

@@ -8,6 +8,7 @@ from typing import Any
 from sidecar.aws.clients import Clients
 from sidecar.aws.errors import item_error, translate
 from sidecar.aws.identity import secret_ids
+from sidecar.aws.regions import region_of
 from sidecar.aws.shapes import BatchAnswer, render_secret
 from sidecar.core.errors import ApiError
 from sidecar.core.key import SECRETS, Key
@@ -26,6 +27,7 @@ async def get_secret_value(clients: Clients, key: Key) -> bytes:
         kwargs["VersionStage"] = key.version_stage
     try:
         response = await clients.call(SECRETS, "get_secret_value", key.describe(), key.role,
+                                      region_of(key.name, clients.home_region),
                                       **kwargs)
     except Exception as exc:
         raise translate(exc) from None
@@ -41,7 +43,8 @@ async def batch_get_secret_value(clients: Clients, keys: list[Key]) -> BatchAnsw
         wanted.setdefault(key.name, []).append(key)
     try:
         response = await clients.call(SECRETS, "batch_get_secret_value", f"{len(keys)} ids",
-                                      keys[0].role, SecretIdList=list(wanted))
+                                      keys[0].role, region_of(keys[0].name, clients.home_region),
+                                      SecretIdList=list(wanted))
     except Exception as exc:
         raise translate(exc) from None
     found: dict[Key, bytes] = {}

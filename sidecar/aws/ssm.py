@@ -8,6 +8,7 @@ from typing import Any
 from sidecar.aws.clients import Clients
 from sidecar.aws.errors import translate
 from sidecar.aws.identity import parameter_identity, selector_matches
+from sidecar.aws.regions import region_of
 from sidecar.aws.shapes import (
     BatchAnswer,
     dumps,
@@ -28,6 +29,7 @@ async def get_parameter(clients: Clients, key: Key) -> bytes:
     """One parameter's body; raises ``ApiError`` (``item``: AWS's word on this name)."""
     try:
         response = await clients.call(SSM, "get_parameter", key.describe(), key.role,
+                                      region_of(key.name, clients.home_region),
                                       Name=key.ssm_name(), WithDecryption=key.with_decryption)
     except Exception as exc:
         raise translate(exc) from None
@@ -43,6 +45,7 @@ async def get_parameters(clients: Clients, keys: list[Key]) -> BatchAnswer:
     try:
         response = await clients.call(
             SSM, "get_parameters", f"{len(keys)} names", keys[0].role,
+            region_of(keys[0].name, clients.home_region),
             Names=[key.ssm_name() for key in keys], WithDecryption=keys[0].with_decryption)
     except Exception as exc:
         raise translate(exc) from None

@@ -52,6 +52,7 @@ class Rule:
 class Call:
     api: str
     names: list[str]
+    region: str = ""  # the SigV4 credential scope's region the call was signed for
     at: float = field(default_factory=time.monotonic)
     end: float = float("inf")
     response_bytes: int = 0
@@ -190,7 +191,8 @@ class FaultProxy:
         elif not api:  # S3's REST calls: the object is the path
             api = f"S3.{request.method}"
             names = [request.path]
-        call = Call(api, names)
+        credential = request.headers.get("Authorization", "").partition("Credential=")[2]
+        call = Call(api, names, region=(credential.split("/") + ["", "", ""])[2])
         with self._lock:
             self.calls.append(call)
         rule = self._rule_for(api, names)

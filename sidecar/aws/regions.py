@@ -1,0 +1,32 @@
+"""Which region a read goes to: the one its ARN names, else the daemon's own.
+
+Parameters and secrets named by ARN (``arn:<partition>:ssm:<region>:<account>:parameter/...``,
+``arn:<partition>:secretsmanager:<region>:<account>:secret:...``) live in the region the ARN
+names; AWS answers a request sent to another region with an error, so a read by such an ARN
+is sent to that region's endpoint (one client per region, created on first use). Names and
+paths carry no region: they go to the daemon's region.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sidecar.aws.identity import arn_region
+from sidecar.core.errors import ApiError
+
+MAX_REGIONS = 16  # distinct regions besides the daemon's own (bounded, as roles are)
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+
+
+def region_of(name: str, home: str | None) -> str | None:
+    """The region an ARN names when it is not ``home``; None for names and home ARNs.
+
+    Raises ``ApiError`` (400 ``InvalidParameterValue``) for an ARN whose region field is not
+    a region name, before any AWS call."""
+    region = arn_region(name)
+    if region is None:
+        return None  # a name, or not an ARN with a region: let AWS answer for it
+    if not _REGION.fullmatch(region):
+        raise ApiError(400, "InvalidParameterValue",
+                       f"the ARN's region {region[:32]!r} is not an AWS region name")
+    return None if region == home else region
