@@ -65,6 +65,10 @@ _BY_CODE: dict[str, type[GetParameterError]] = {
     "TooManyRequestsException": Throttled,
     "UpstreamTimeout": UpstreamUnavailable,
     "UpstreamUnavailable": UpstreamUnavailable,
+    # AWS's 5xx codes, for errors that arrive without their status (a batch's ``Errors`` list)
+    "InternalServerError": UpstreamUnavailable,
+    "InternalServiceError": UpstreamUnavailable,
+    "ServiceUnavailable": UpstreamUnavailable,
     "TransformFailed": TransformParameterError,
     "BadToken": BadToken,
     "ShuttingDown": DaemonUnavailable,
