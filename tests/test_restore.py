@@ -13,7 +13,8 @@ from tests.conftest import Aws, StartDaemon
 from tests.support.process import Daemon
 from tests.support.proxy import FaultProxy, Rule
 
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+FAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))),
+                Path("/nonexistent"))
 pytestmark = pytest.mark.skipif(
     not FAKETIME.exists(),
     reason="libfaketime is not installed (Debian: apt-get install libfaketime; "
