@@ -20,7 +20,8 @@ class NotModified(Exception):
     """A conditional GetObject found the object unchanged (HTTP 304): keep the cached body."""
 
 
-def _too_large(limit: int) -> ApiError:
+def too_large(limit: int) -> ApiError:
+    """An object over ``limit`` bytes: 400 ``ObjectTooLarge``, AWS's word on that object."""
     return ApiError(400, "ObjectTooLarge", f"the object is over the {limit}-byte limit "
                     "(PARAMETERS_SECRETS_EXTENSION_S3_MAX_OBJECT_BYTES)", item=True)
 
@@ -41,14 +42,14 @@ async def get_object(clients: Clients, key: Key, etag: str | None,
         async with response["Body"] as stream:
             length = int(response.get("ContentLength") or 0)
             if length > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
             # read(n) returns at most n bytes, often fewer: read to the end, bounded.
             chunks: list[bytes] = []
             received = 0
             while chunk := await stream.read(READ_CHUNK):
                 received += len(chunk)
                 if received > limit:
-                    raise _too_large(limit)
+                    raise too_large(limit)
                 chunks.append(chunk)
             body = b"".join(chunks)
             if length and len(body) != length:
