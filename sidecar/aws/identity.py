@@ -11,7 +11,7 @@ Whatever a batch answer cannot be matched to is fetched alone, never reported as
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sidecar.core.key import SSM, Key
@@ -56,12 +56,13 @@ def identity(key: Key) -> str:
     return parameter_identity(key.name) if key.service == SSM else key.name
 
 
-def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
+def batches(keys: Iterable[Key], size: int,
+            region: Callable[[str], str | None] = arn_region) -> list[list[Key]]:
     """Groups of at most ``size`` keys, no two in a group for the same item.
 
     Two keys for one parameter (by name and by ARN, or with different versions) never share a
     GetParameters call, so that every answer matches exactly one key of its call. A group's
-    keys share their role, ``withDecryption`` and the region their ARNs name (one call is
+    keys share their role, ``withDecryption`` and ``region`` (of each key's name: one call is
     made with one of each, to one region).
     """
     groups: list[list[Key]] = []
@@ -71,7 +72,7 @@ def batches(keys: Iterable[Key], size: int) -> list[list[Key]]:
         for group, taken in zip(groups, names, strict=True):
             if len(group) < size and name not in taken and group[0].role == key.role \
                     and group[0].with_decryption == key.with_decryption \
-                    and arn_region(group[0].name) == arn_region(key.name):
+                    and region(group[0].name) == region(key.name):
                 group.append(key)
                 taken.add(name)
                 break

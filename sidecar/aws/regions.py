@@ -10,6 +10,7 @@ paths carry no region: they go to the daemon's region.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from sidecar.aws.identity import arn_region
 from sidecar.core.errors import ApiError
@@ -30,3 +31,16 @@ def region_of(name: str, home: str | None) -> str | None:
         raise ApiError(400, "InvalidParameterValue",
                        f"the ARN's region {region[:32]!r} is not an AWS region name")
     return None if region == home else region
+
+
+def batch_region(home: str | None) -> Callable[[str], str | None]:
+    """The region a name's read goes to, for grouping a batch: like ``region_of``, but an ARN
+    with a malformed region keeps its raw field (its own call then answers the 400)."""
+
+    def region(name: str) -> str | None:
+        try:
+            return region_of(name, home)
+        except ApiError:
+            return arn_region(name)
+
+    return region

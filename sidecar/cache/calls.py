@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from sidecar.aws.identity import batches
+from sidecar.aws.regions import batch_region
 from sidecar.aws.s3 import Meta, NotModified
 from sidecar.aws.secrets import BATCH as SECRETS_BATCH
 from sidecar.aws.ssm import BATCH as SSM_BATCH
@@ -89,7 +90,9 @@ def plan(upstream: Upstream, keys: Iterable[Key], peek: Callable[[Key], Entry | 
     keys = list(keys)
     calls: list[Call] = []
     for service, size in ((SSM, SSM_BATCH), (SECRETS, SECRETS_BATCH)):
-        for group in batches((k for k in keys if k.service == service and batchable(k)), size):
+        wanted = (k for k in keys if k.service == service and batchable(k))
+        region = batch_region(getattr(upstream, "home_region", None))
+        for group in batches(wanted, size, region):
             calls.append(batch(upstream, group))
     calls += [single(upstream, key, peek(key), s3_limit) for key in keys if not batchable(key)]
     return calls
