@@ -18,8 +18,8 @@ from sidecar.aws.identity import batches
 from sidecar.aws.regions import batch_region
 from sidecar.aws.s3 import Meta, NotModified
 from sidecar.aws.secrets import BATCH as SECRETS_BATCH
+from sidecar.aws.source import Source
 from sidecar.aws.ssm import BATCH as SSM_BATCH
-from sidecar.aws.upstream import Upstream
 from sidecar.cache.store import Entry
 from sidecar.core.errors import ApiError
 from sidecar.core.key import S3, SECRETS, SSM, SSM_PATH, Key
@@ -45,7 +45,7 @@ class Call:
     names_one: bool = True
 
 
-def single(upstream: Upstream, key: Key, held: Entry | None, s3_limit: int) -> Call:
+def single(upstream: Source, key: Key, held: Entry | None, s3_limit: int) -> Call:
     """The call that fetches ``key`` alone. ``held`` is the cached entry (S3 revalidates it)."""
 
     async def make() -> Outcome:
@@ -64,7 +64,7 @@ def single(upstream: Upstream, key: Key, held: Entry | None, s3_limit: int) -> C
     return Call(key.limits(), (key,), make)
 
 
-def batch(upstream: Upstream, keys: list[Key]) -> Call:
+def batch(upstream: Source, keys: list[Key]) -> Call:
     """One GetParameters or BatchGetSecretValue call for ``keys`` (see ``plan``)."""
 
     async def make() -> Outcome:
@@ -83,7 +83,7 @@ def batchable(key: Key) -> bool:
         key.version_id or key.version_stage))
 
 
-def plan(upstream: Upstream, keys: Iterable[Key], peek: Callable[[Key], Entry | None],
+def plan(upstream: Source, keys: Iterable[Key], peek: Callable[[Key], Entry | None],
          s3_limit: int) -> list[Call]:
     """The fewest calls that fetch ``keys``: batches of parameters sharing ``withDecryption``
     and role, batches of plain secrets sharing a role, and one call for each other key."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 
 from sidecar.aws.errors import translate
-from sidecar.aws.upstream import Upstream
+from sidecar.aws.source import Source
 from sidecar.cache import policy
 from sidecar.cache.calls import Call, Outcome, single
 from sidecar.cache.clock import Clock
@@ -34,7 +34,7 @@ class Released(Exception):
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, upstream: Upstream, cache: Cache, clock: Clock,
+    def __init__(self, settings: Settings, upstream: Source, cache: Cache, clock: Clock,
                  jitter: Callable[[], float] = random.random) -> None:
         self.settings = settings
         self.upstream = upstream

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
-from sidecar.aws.upstream import Upstream
+from sidecar.aws.source import Source
 from sidecar.cache import policy
 from sidecar.cache.calls import plan, single
 from sidecar.cache.clock import Clock
@@ -47,7 +47,7 @@ class Resolver:
     def __init__(
         self,
         settings: Settings,
-        upstream: Upstream,
+        upstream: Source,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from sidecar.aws.upstream import Upstream
+from sidecar.aws.source import Source
 from sidecar.cache.resolver import Resolver
 from sidecar.config.settings import Settings
 from sidecar.core import logs
@@ -39,7 +39,7 @@ def within_room(keys: tuple[Key, ...], limit: int) -> tuple[Key, ...]:
     return tuple(kept)
 
 
-async def prefetch(settings: Settings, resolver: Resolver, upstream: Upstream) -> None:
+async def prefetch(settings: Settings, resolver: Resolver, upstream: Source) -> None:
     """The whole prefetch: jitter, the explicit list, then the tag keys."""
     if settings.prefetch_jitter_secs:
         await asyncio.sleep(random.uniform(0, settings.prefetch_jitter_secs))
@@ -51,7 +51,7 @@ async def prefetch(settings: Settings, resolver: Resolver, upstream: Upstream) -
         await prefetch_tags(settings, resolver, upstream, keys, limit)
 
 
-async def prefetch_tags(settings: Settings, resolver: Resolver, upstream: Upstream,
+async def prefetch_tags(settings: Settings, resolver: Resolver, upstream: Source,
                         already: tuple[Key, ...], limit: int) -> None:
     used: dict[str | None, int] = {}
     for key in already:
