@@ -13,8 +13,10 @@ markdown table and writes bench-results.json. Sections:
    parameters, and for 60 s of steady reads of 20 keys at TTL 5 s.
 5. What users gain: p50 of a hit through the daemon beside a direct aiobotocore call to the same
    upstream.
+6. The hit path by listener: 127.0.0.1, [::1] and the Unix socket of one daemon, loaded in turns
+   (scripts/bench_listeners.py).
 
-Usage: scripts/bench [--quick] [--skip-coldstart]
+Usage: scripts/bench [--quick] [--skip-coldstart] [--listeners-only]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import aiohttp
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
 
+import bench_listeners  # noqa: E402
 from benchlib import (  # noqa: E402
     REPO,
     TOKEN,
@@ -409,6 +412,7 @@ def report(results: dict[str, Any]) -> str:
     lines += ["", f"Targets: 16-connection throughput >= 0.9 x floor: {ratio} "
               f"{check('below target', ratio >= TARGETS['hit_ratio_16'])}; p99 at 16 "
               f"connections <= 5 ms: {p99} {check('above target', p99 <= TARGETS['p99_16_ms'])}"]
+    lines += bench_listeners.report(results.get("listeners"))
     cold = results.get("cold_start")
     if cold:
         binary = results.get("cold_start_binary")
@@ -496,14 +500,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="shorter runs (3 s wrk, 10,000 misses, 20 s steady, 3 cold starts)")
     parser.add_argument("--skip-coldstart", action="store_true")
+    parser.add_argument("--listeners-only", action="store_true",
+                        help="only section 6, the hit path by listener (TCP beside Unix socket)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the load side; daemons are started on core 0
     results: dict[str, Any] = {"machine": machine()}
+    if args.listeners_only:
+        results["listeners"] = bench_listeners.listeners(
+            FakeAwsThread().url, 2 if args.quick else 3, 3 if args.quick else 5, cpu_secs)
+        print("\n".join(bench_listeners.report(results["listeners"])))
+        return 0
     print("bench: hit path", flush=True)
     results["hit_path"] = hit_path(FakeAwsThread(), seconds=2 if args.quick else 3,
                                    rounds=3 if args.quick else 5)
+    print("bench: hit path by listener (TCP beside the Unix socket)", flush=True)
+    results["listeners"] = bench_listeners.listeners(
+        FakeAwsThread().url, 2 if args.quick else 3, 3 if args.quick else 5, cpu_secs)
     if not args.skip_coldstart:
         print("bench: cold start", flush=True)
         from bench_coldstart import measure

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from sidecar import __version__
 
 if TYPE_CHECKING:
+    import http.client
+
     from sidecar.config.settings import Settings
 
 
@@ -54,30 +56,59 @@ def standalone(demo: bool, config_file: str | None = None) -> int:
 
     from sidecar.core.runloop import run
     from sidecar.daemon import StartupError, run_standalone
-    from sidecar.http.listener import bind
+    from sidecar.http.listener import ListenError, bind
 
     try:
-        sock = bind(settings.port)
-    except OSError as exc:
-        logs.fatal_line(f"cannot listen on 127.0.0.1:{settings.port} "
-                        f"(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT): {exc.strerror}")
+        listeners = bind(settings)
+    except ListenError as exc:
+        logs.fatal_line(str(exc))
         return 1
     if demo:
         print(demo_mode.banner(settings.port), flush=True)
     try:
-        run(run_standalone(settings, sock))
+        run(run_standalone(settings, listeners))
     except StartupError as exc:
         logs.fatal_line(str(exc))
         return 1
+    finally:
+        listeners.close()  # a failed start leaves no socket file behind either
     return 0
 
 
-def healthcheck() -> int:
+def _unix_connection(path: str) -> http.client.HTTPConnection:
+    """An HTTP connection over the Unix socket at ``path`` (README, "Where it listens")."""
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixConnection("localhost", timeout=2)
+
+
+def healthcheck(endpoint: str | None = None) -> int:
+    """0 when a daemon answers /ping on the configured port, or on the Unix socket
+    ``endpoint`` names (``unix:///path``)."""
     import http.client
 
+    if endpoint and not endpoint.startswith("unix:///"):
+        print("unhealthy")
+        print(f"[parameters-secrets-sidecar] ERROR --healthcheck {endpoint!r}: expected "
+              "unix:///path/to/socket (or nothing: the configured port)", file=sys.stderr,
+              flush=True)
+        return 1
     port = os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "").strip() or "2773"
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=2)
+        conn = _unix_connection(endpoint[len("unix://"):]) if endpoint \
+            else http.client.HTTPConnection("127.0.0.1", int(port), timeout=2)
         conn.request("GET", "/ping")
         healthy = conn.getresponse().read() == b"healthy"
     except (OSError, ValueError, http.client.HTTPException):
@@ -114,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--demo", action="store_true",
                         help="start an embedded fake AWS with sample data and print curl lines")
-    parser.add_argument("--healthcheck", action="store_true",
-                        help="exit 0 if a daemon answers /ping on the configured port, else 1 "
-                             "(for container HEALTHCHECKs; needs no curl)")
+    parser.add_argument("--healthcheck", nargs="?", const="", metavar="unix:///PATH",
+                        help="exit 0 if a daemon answers /ping on the configured port, or on "
+                             "the Unix socket given, else 1 (for container HEALTHCHECKs; needs "
+                             "no curl)")
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="the Secrets Manager Agent's TOML configuration file (flat or "
                              "nested keys); environment variables override it")
@@ -127,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         # The Workload Credentials Provider's command line: `... sm start --config FILE`.
         arguments = arguments[2:]
     args = parser.parse_args(arguments)
-    if args.healthcheck:
-        return healthcheck()
+    if args.healthcheck is not None:
+        return healthcheck(args.healthcheck or None)
     if args.check_config:
         return check_config(args.check_config)
     if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:

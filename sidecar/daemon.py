@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import gc
 import signal
-import socket
 
 from aiohttp import web
 
@@ -19,6 +18,8 @@ from sidecar.config.settings import Settings
 from sidecar.core import logs
 from sidecar.core.metrics import Metrics
 from sidecar.http.api import Api, build_server
+from sidecar.http.clients import ClientGuard
+from sidecar.http.listener import Listeners
 from sidecar.http.token import TokenSource
 
 # SPEC: exit within 2 s of the grace period's end; Lambda gives external extensions 2 s minus
@@ -58,15 +59,19 @@ class Daemon:
         self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver,
                        self.metrics, token_headers=settings.token_headers,
                        path_prefix=settings.path_prefix,
-                       max_busy=settings.max_inbound_connections)
+                       max_busy=settings.max_inbound_connections,
+                       client_guard=ClientGuard(settings.bind_address, settings.allowed_clients)
+                       if settings.bind_address else None)
         self.server = build_server(self.api, settings.max_inbound_connections)
         self._runner = web.ServerRunner(self.server, shutdown_timeout=DRAIN_SECS)
         self._warmup: asyncio.Task[None] | None = None
         self.prefetched: asyncio.Future[None] | None = None
         self.failure: BaseException | None = None
+        self._listeners: Listeners | None = None
 
-    async def start(self, sock: socket.socket) -> None:
-        """Serve on ``sock`` at once; create AWS clients and prefetch in the background.
+    async def start(self, listeners: Listeners) -> None:
+        """Serve on every socket of ``listeners`` at once (one server: admission, token and
+        limits are shared); create AWS clients and prefetch in the background.
 
         Prefetched keys are claimed before the first request is served, so that an early read
         of one joins its batch instead of making a call of its own.
@@ -75,7 +80,15 @@ class Daemon:
         self.prefetched = self._begin_prefetch(loop)
         self._warmup = loop.create_task(self._warm_up())
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=DRAIN_SECS).start()
+        self._listeners = listeners
+        for sock in listeners.sockets:
+            await web.SockSite(self._runner, sock, shutdown_timeout=DRAIN_SECS).start()
+        for note in listeners.notes:
+            logs.debug(note)
+        if listeners.beyond_loopback:
+            logs.warn(f"listening beyond loopback on {listeners.beyond_loopback}: plain HTTP, "
+                      "served only to the allowed clients with the token",
+                      allowed_clients=",".join(self.settings.allowed_clients))
 
     def _begin_prefetch(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         settings = self.settings
@@ -126,11 +139,13 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.prefetched
         await self._runner.cleanup()
+        if self._listeners is not None:
+            self._listeners.close()  # the Unix socket's file goes with it
         await self.resolver.close()
         await self.upstream.close()
 
 
-async def run_standalone(settings: Settings, sock: socket.socket) -> None:
+async def run_standalone(settings: Settings, listeners: Listeners) -> None:
     """Serve until SIGTERM or SIGINT; keep serving for the grace period; then drain and return.
 
     The grace period is for the application beside the sidecar, which gets the same signal
@@ -143,8 +158,8 @@ async def run_standalone(settings: Settings, sock: socket.socket) -> None:
     daemon = Daemon(settings)
     if settings.validate_credentials and not settings.credentials_file:
         await validate_credentials(daemon)  # (the Agent skips it for file credentials too)
-    await daemon.start(sock)
-    logs.info("ready", address=f"127.0.0.1:{settings.port}", mode="standalone")
+    await daemon.start(listeners)
+    logs.info("ready", address=listeners.describe(), mode="standalone")
     await stop.wait()
     if settings.shutdown_grace_secs:
         logs.info("shutting down after the grace period", reason="signal",

@@ -1,6 +1,8 @@
-"""One keep-alive HTTP connection per thread to the daemon on 127.0.0.1.
+"""One keep-alive HTTP connection per thread to the daemon on 127.0.0.1, or on its Unix socket.
 
-The token and port are found the way the daemon finds them. A refused connection is retried
+The token and port are found the way the daemon finds them. ``PARAMETERS_SECRETS_SIDECAR_ENDPOINT``
+(or ``Transport(endpoint=...)``) set to ``unix:///path`` reads over the daemon's Unix domain
+socket instead (README, "Where it listens"). A refused connection is retried
 for a short while (``STARTUP_WAIT_SECS``): a function's INIT code may run before an extension
 has started listening. A keep-alive connection the daemon closed while idle is reopened once
 (reads are idempotent GETs). Nothing else is retried: the daemon already retries AWS.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -21,6 +24,8 @@ from sidecar_client.errors import BadToken, DaemonUnavailable, GetParameterError
 TOKEN_VARIABLES = ("AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 DEFAULT_PORT = 2773
+ENDPOINT_VARIABLE = "PARAMETERS_SECRETS_SIDECAR_ENDPOINT"
+UNIX_SCHEME = "unix://"
 STARTUP_WAIT_SECS = 2.0
 TIMEOUT_SECS = 5.0
 MAX_TOKEN_FILE_BYTES = 4096
@@ -50,6 +55,40 @@ def find_port(environ: dict[str, str] | None = None) -> int:
     return int(raw) if raw.isdigit() else DEFAULT_PORT
 
 
+def find_endpoint(environ: dict[str, str] | None = None) -> str | None:
+    """The Unix socket path ``PARAMETERS_SECRETS_SIDECAR_ENDPOINT`` names (``unix:///path``), or
+    None when it is unset; raises ``ValueError`` for anything else."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENDPOINT_VARIABLE, "").strip()
+    return unix_path(raw, ENDPOINT_VARIABLE) if raw else None
+
+
+def unix_path(endpoint: str, source: str = "endpoint") -> str:
+    """``/path`` from ``unix:///path``; raises ``ValueError`` naming ``source`` otherwise."""
+    if not endpoint.startswith(UNIX_SCHEME + "/"):
+        raise ValueError(f"{source} must be unix:///absolute/path/to/socket; it is "
+                         f"{endpoint[:64]!r}")
+    return endpoint[len(UNIX_SCHEME):]
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """``http.client`` over a Unix domain socket (the Host header says ``localhost``)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class Response:
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status = status
@@ -62,20 +101,37 @@ class Response:
 
 class Transport:
     def __init__(self, port: int | None = None, token: str | None = None,
-                 timeout: float = TIMEOUT_SECS, startup_wait: float = STARTUP_WAIT_SECS) -> None:
+                 timeout: float = TIMEOUT_SECS, startup_wait: float = STARTUP_WAIT_SECS,
+                 endpoint: str | None = None) -> None:
         self._port = port
+        self._socket_path = unix_path(endpoint) if endpoint else None
         self._token = token
         self.timeout = timeout
         self.startup_wait = startup_wait
         self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPConnection:
+        path = self._socket_path or (None if self._port else find_endpoint())
+        if path is not None:
+            return self._unix_connection(path)
         port = self._port or find_port()
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if isinstance(conn, UnixConnection):
+            conn.close()
+            conn = None
         if conn is None or conn.port != port:  # the configured port may change (tests)
             if conn is not None:
                 conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def _unix_connection(self, path: str) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if not isinstance(conn, UnixConnection) or conn.socket_path != path:
+            if conn is not None:
+                conn.close()
+            conn = UnixConnection(path, self.timeout)
             self._local.conn = conn
         return conn
 
@@ -98,12 +154,14 @@ class Transport:
                 body = answer.read()
                 return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()},
                                 body)
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, FileNotFoundError):
+                # (No socket file yet: a Unix socket's daemon that has not started either.)
                 self._drop()
                 if time.monotonic() >= deadline:
-                    raise DaemonUnavailable(
-                        f"nothing listens on 127.0.0.1:{conn.port} (is the daemon running?)",
-                        "DaemonUnavailable") from None
+                    where = f"unix://{conn.socket_path}" if isinstance(conn, UnixConnection) \
+                        else f"127.0.0.1:{conn.port}"
+                    raise DaemonUnavailable(f"nothing listens on {where} (is the daemon "
+                                            "running?)", "DaemonUnavailable") from None
                 time.sleep(0.02)
             except (http.client.RemoteDisconnected, BrokenPipeError,
                     ConnectionResetError) as exc:

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
+from sidecar.config import listen
 from sidecar.core.key import SECRETS, Key
 from sidecar.core.query import ROLE_ARN
 
@@ -169,6 +170,17 @@ def _prefix(key: str, value: object) -> str:
     return text if text.endswith("/") else text + "/"
 
 
+def _listen_rule(check: Callable[[Any], object], allowed: str | None = None
+                 ) -> Callable[[str, object], object]:
+    """A ``config.listen`` check, its ``ValueError`` turned into this file's error line."""
+    def parse(key: str, value: object) -> object:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise _invalid(key, value, allowed or str(exc)) from None
+    return parse
+
+
 SERVICE_RULES: dict[str, Rule] = {
     "http_port": _into("port", lambda k, v: _number(k, v, 1, 65535)),
     "region": _into("region", _region),
@@ -178,6 +190,13 @@ SERVICE_RULES: dict[str, Rule] = {
     "ignore_transient_errors": _into("ignore_transient_errors", _flag),
     "validate_credentials": _into("validate_credentials", _flag),
     "credentials_file_path": _into("credentials_file", _text),
+    # Not the Agent's: the Unix domain socket (README, "Where it listens").
+    "unix_socket": _into("unix_socket", _listen_rule(
+        lambda v: listen.unix_path(v if isinstance(v, str) else ""))),
+    "unix_socket_mode": _into("unix_socket_mode", _listen_rule(
+        listen.file_mode, 'an octal mode from 0000 to 0777: a string such as "0660", or '
+                          "TOML's 0o660")),
+    "unix_socket_group": _into("unix_socket_group", _listen_rule(listen.group_id)),
 }
 CACHE_RULES: dict[str, Rule] = {
     # Every cache's TTL; config.load lets each service's own variable override it.

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from sidecar.config import listen
 from sidecar.core.key import Key
 
 # Standard library only, and little of it: Lambda mode loads this before the register call,
@@ -94,6 +95,12 @@ class Settings(NamedTuple):
     prefetch_jitter_secs: int = 0
     log_to_file: bool = False
     credentials_file: str | None = None
+    # Listeners beyond the loopback port: config/listen.py, README "Where it listens".
+    unix_socket: str | None = None
+    unix_socket_mode: int = listen.DEFAULT_UNIX_SOCKET_MODE
+    unix_socket_group: int | None = None
+    bind_address: str | None = None
+    allowed_clients: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never the token
         return f"Settings(token=<redacted>, token_source={self.token_source!r}, ...)"
@@ -137,6 +144,8 @@ class Settings(NamedTuple):
             "max_roles": self.max_roles,
             "validate_credentials": self.validate_credentials,
             "config_file": self.config_file or "(none)",
+            "unix_socket": self.unix_socket or "(none)",
+            "bind_address": self.bind_address or "(none)",
         }
 
 
@@ -347,7 +356,17 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
             raise ConfigError(str(exc)) from None
     variables = from_file.get("token_variables", TOKEN_VARIABLES)
     assert isinstance(variables, tuple)
-    token, token_source, token_file = _token(env, variables)
+    try:
+        listening = listen.load(env, from_file, warnings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        token, token_source, token_file = _token(env, variables)
+    except ConfigError as exc:
+        if "bind_address" in listening:  # SPEC 1: never beyond loopback without a token
+            raise ConfigError(f"{listen.BIND_ADDRESS}={listening['bind_address']!r} needs an "
+                              f"auth token: {exc}") from None
+        raise
     initialization_type = env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "").strip().lower()
     wait_choice = _choice(env, "PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT", "auto",
                           PREFETCH_WAIT_CHOICES)
@@ -408,6 +427,7 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
         metrics_namespace=_namespace(env),
         config_file=config_file,
         prefetch_tags=prefetch_tags,
+        **listening,
     )
     if from_file:
         settings = _overlay(settings, env, from_file)

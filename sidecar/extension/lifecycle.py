@@ -23,7 +23,7 @@ from sidecar.config import settings as config
 from sidecar.core import fatal
 from sidecar.extension.api import ExtensionsApi, ExtensionsApiError, fail_init
 from sidecar.extension.pump import EventPump, report_failure
-from sidecar.http.listener import bind
+from sidecar.http.listener import ListenError, bind
 
 NAME_VARIABLE = "PARAMETERS_SECRETS_SIDECAR_EXTENSION_NAME"  # set by the layer's launcher
 
@@ -49,14 +49,14 @@ def run_extension() -> int:
         fail_init(api, "ConfigInvalid", str(exc))
         return 2
     try:
-        sock = bind(settings.port)
-    except OSError as exc:
-        fail_init(api, "ListenFailed", f"cannot listen on 127.0.0.1:{settings.port} "
-                                        f"(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT): {exc.strerror}")
+        listeners = bind(settings)  # every socket, before register
+    except ListenError as exc:
+        fail_init(api, "ListenFailed", str(exc))
         return 1
     try:
         api.register(settings.managed_instances())
     except ExtensionsApiError as exc:
+        listeners.close()
         fatal.fatal_line(f"could not register with the Lambda Extensions API: {exc}")
         return 1
     registered_ms = round((time.monotonic() - started) * 1000, 1)
@@ -81,9 +81,11 @@ def run_extension() -> int:
         from sidecar.core.runloop import run
         from sidecar.extension.serve import serve_lambda
 
-        return run(serve_lambda(settings, sock, api, pump))
+        return run(serve_lambda(settings, listeners, api, pump))
     except Exception as exc:
         report_failure(api, pump, f"the extension failed: {type(exc).__name__}")
         return 1
+    finally:
+        listeners.close()  # the Unix socket's file too, whatever happened
 
 

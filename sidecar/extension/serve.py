@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from sidecar.core.metrics import EmfWriter
 from sidecar.daemon import Daemon
 from sidecar.extension.api import ExtensionsApi
 from sidecar.extension.pump import EventPump, report_failure
+from sidecar.http.listener import Listeners
 
 # Leave this much of the SHUTDOWN deadline for the process to exit after draining.
 EXIT_MARGIN_SECS = 0.15
@@ -37,9 +37,9 @@ async def _shutdown(daemon: Daemon, deadline_ms: object) -> None:
         logs.warn("shutdown deadline reached before draining finished")
 
 
-async def serve_lambda(settings: Settings, sock: socket.socket, api: ExtensionsApi,
+async def serve_lambda(settings: Settings, listeners: Listeners, api: ExtensionsApi,
                        pump: EventPump) -> int:
-    """Serve on the pre-bound socket until SHUTDOWN; the exit code is the return value."""
+    """Serve on the pre-bound sockets until SHUTDOWN; the exit code is the return value."""
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[tuple[str, Any]] = loop.create_future()
 
@@ -65,8 +65,8 @@ async def serve_lambda(settings: Settings, sock: socket.socket, api: ExtensionsA
             loop.call_soon_threadsafe(writer.flush)
 
         pump.on_each_invoke(after_invoke)
-    await daemon.start(sock)
-    logs.info("ready", address=f"127.0.0.1:{settings.port}", mode="lambda")
+    await daemon.start(listeners)
+    logs.info("ready", address=listeners.describe(), mode="lambda")
     try:
         await daemon.ready()
     except Exception as exc:

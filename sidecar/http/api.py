@@ -31,6 +31,7 @@ from sidecar.core.reads import (
 from sidecar.core.reads import secret_path_read as _secret_path_read
 from sidecar.http import render
 from sidecar.http.admission import GuardedServer
+from sidecar.http.clients import ClientGuard, client_text
 from sidecar.http.token import TokenSource
 
 MAX_QUERY_BYTES = 8 * 1024
@@ -74,11 +75,13 @@ class Api:
     def __init__(self, token: TokenSource, resolver: Resolver, metrics: Metrics | None = None,
                  *, token_headers: tuple[str, ...] = TOKEN_HEADERS,
                  path_prefix: str = DEFAULT_PATH_PREFIX,
-                 max_busy: int = DEFAULT_INBOUND_CONNECTIONS) -> None:
+                 max_busy: int = DEFAULT_INBOUND_CONNECTIONS,
+                 client_guard: ClientGuard | None = None) -> None:
         self._token = token
         self._token_headers = token_headers
         self._path_prefix = path_prefix
         self._max_busy = max_busy  # requests being answered at once (the Agent's max_conn)
+        self._guard = client_guard  # the allow-list, with a listener beyond loopback only
         self._busy = 0
         self._resolver = resolver
         self.metrics = metrics or resolver.metrics
@@ -206,7 +209,11 @@ class Api:
                             headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     def _admit(self, request: web.BaseRequest) -> Read | web.Response:
-        """The SPEC's checks in the SPEC's order; the read to serve, or /ping's answer."""
+        """The SPEC's checks in the SPEC's order; the read to serve, or /ping's answer.
+        Beyond loopback the client's network comes first (README, "Where it listens")."""
+        if self._guard is not None and not self._guard.admits(request.transport):
+            raise ApiError(403, "ClientNotAllowed", f"client {client_text(request.transport)} is "
+                           "not in PARAMETERS_SECRETS_EXTENSION_ALLOWED_CLIENTS")
         headers = request.headers
         if "X-Forwarded-For" in headers:
             raise bad_request("Forwarded", "requests carrying X-Forwarded-For are refused")
