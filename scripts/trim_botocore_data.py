@@ -24,8 +24,9 @@ OPERATIONS = {
     "secretsmanager": ["GetSecretValue", "BatchGetSecretValue", "ListSecrets"],
     "s3": ["GetObject"],
     "sts": ["GetCallerIdentity", "AssumeRole"],  # validate_credentials, roleArn
+    "appconfigdata": ["StartConfigurationSession", "GetLatestConfiguration"],  # port 2772
 }
-ENDPOINT_SERVICES = {"ssm", "secretsmanager", "sts", "s3"}
+ENDPOINT_SERVICES = {"ssm", "secretsmanager", "sts", "s3", "appconfigdata"}
 
 
 def reachable_shapes(model: dict[str, Any], operations: list[str]) -> set[str]:

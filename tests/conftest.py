@@ -14,6 +14,12 @@ import hypothesis  # noqa: F401  (see below)
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.support.appconfig_served import (  # noqa: F401  (fixtures)
+    appconfig_aws,
+    appconfig_proxy,
+    appconfig_service,
+    start_served,
+)
 from tests.support.builds import binary, old_rootfs  # noqa: F401  (session fixtures)
 from tests.support.process import Daemon, clean_env, free_port
 from tests.support.proxy import FaultProxy, Rule

@@ -29,7 +29,7 @@ from sidecar.core.metrics import Metrics
 
 # Attempts in all (botocore's ``total_max_attempts``; its ``max_attempts`` counts retries).
 TOTAL_ATTEMPTS = 3
-SERVICE_NAMES = {SSM: "ssm", SECRETS: "secretsmanager", S3: "s3"}
+SERVICE_NAMES = {SSM: "ssm", SECRETS: "secretsmanager", S3: "s3", "appconfig": "appconfigdata"}
 TRIMMED_DATA = Path(__file__).with_name("botocore_data")  # see scripts/trim_botocore_data.py
 
 
