@@ -191,6 +191,20 @@ def test_curl_reads_over_the_unix_socket(start_daemon: StartDaemon, aws: Aws, un
     assert json.loads(body)["Parameter"]["Value"] == "curl over a socket"
 
 
+def test_the_client_waits_for_a_socket_file_then_names_it(sock_dir: Path) -> None:
+    from sidecar_client._transport import Transport, find_endpoint
+    from sidecar_client.errors import DaemonUnavailable
+
+    path = sock_dir / "not-yet.sock"
+    client = Transport(endpoint=f"unix://{path}", token="t", startup_wait=0.2)
+    with pytest.raises(DaemonUnavailable, match=f"nothing listens on unix://{path}"):
+        client.get("/ping", [])
+    variable = "PARAMETERS_SECRETS_SIDECAR_ENDPOINT"
+    assert find_endpoint({variable: f"unix://{path}"}) == str(path)
+    with pytest.raises(ValueError, match=variable):
+        find_endpoint({variable: "unix://relative.sock"})
+
+
 @dataclass
 class Users:
     group: str
@@ -303,11 +317,16 @@ def test_lambda_binds_every_socket_before_register(start_daemon: StartDaemon, aw
     @dataclass
     class Probing(FakeExtensionsApi):
         unix_open: bool | None = None
+        six_open: bool | None = None
 
         def _port_open(self) -> bool | None:  # called when register arrives
             with socket.socket(socket.AF_UNIX) as probe:
                 probe.settimeout(0.5)
                 self.unix_open = probe.connect_ex(str(path)) == 0
+            if not no_ipv6_loopback():
+                with socket.socket(socket.AF_INET6) as probe:
+                    probe.settimeout(0.5)
+                    self.six_open = probe.connect_ex(("::1", port)) == 0
             return super()._port_open()
 
     api = Probing(check_port=port)
@@ -317,6 +336,7 @@ def test_lambda_binds_every_socket_before_register(start_daemon: StartDaemon, aw
                               **{SOCKET: str(path)})
         assert api.registered.wait(10)
         assert api.registrations[0].port_open is True and api.unix_open is True
+        assert api.six_open is (None if no_ipv6_loopback() else True)
         assert unix_get(path, "/ping", None) == (200, b"healthy")
         api.shutdown("spindown")
         assert daemon.finish(timeout=5) == 0

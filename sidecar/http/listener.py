@@ -145,7 +145,7 @@ def _unix(path: str, mode: int, group: int | None) -> tuple[socket.socket, tuple
                           "write to")
     _clear(path, where)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    previous = os.umask(CREATE_UMASK)  # still one thread: nothing else creates files now
+    previous = os.umask(CREATE_UMASK)  # process-wide, for this bind only (start-up)
     try:
         sock.bind(path)
     except OSError as exc:
