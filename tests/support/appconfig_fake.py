@@ -68,6 +68,16 @@ class AppConfigFake:
             deployed.versions.append((content, content_type, label))
             return len(deployed.versions)
 
+    def expire_sessions(self) -> None:
+        """Every token issued so far becomes invalid (as AWS's do after 24 hours)."""
+        with self._lock:
+            self._sessions.clear()
+
+    def remove(self, application: str, environment: str, profile: str) -> None:
+        """The configuration is deleted: sessions of it answer 404 from now on."""
+        with self._lock:
+            del self._deployed[(application, environment, profile)]
+
     def count(self, operation: str, profile: str | None = None) -> int:
         """Calls of ``operation`` (StartConfigurationSession, GetLatestConfiguration), of one
         profile's sessions if given."""
@@ -142,6 +152,9 @@ class AppConfigFake:
             if time.monotonic() < session.not_before:
                 self._sessions[token] = session  # still good: AWS refuses the early call only
                 return self._bad_request("PollIntervalNotSatisfied")
+            if session.config not in self._deployed:
+                return self._error(404, "ResourceNotFoundException", {
+                    "Message": "Configuration not found", "ResourceType": "Configuration"})
             versions = self._deployed[session.config].versions
             number = len(versions)
             content, content_type, label = versions[-1]
