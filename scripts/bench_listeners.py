@@ -5,7 +5,9 @@ wrk cannot connect to a Unix socket, so this uses a small keep-alive generator o
 thread, ``connections`` sockets, one request in flight on each, every answer parsed (status and
 ``Content-Length``). Being Python, it may be the bottleneck at 16 connections; the daemon's CPU
 time per request, read from /proc, does not depend on it, and ``daemon_busy`` (the daemon's CPU
-seconds per second) says whether the daemon was saturated. Figures are medians of the turns.
+seconds per second) says whether the daemon was saturated (``load_busy`` the same for the
+generator: both well below 1 means other processes had the cores). Figures are medians of the
+turns.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ def _responses(buffer: bytearray) -> int:
 
 def load(connect: Connect, request: bytes, connections: int, seconds: float,
          cpu: Callable[[], float]) -> dict[str, float]:
-    """Requests/s, p50/p99 latency (ms) and the daemon's CPU per request (µs) for ``seconds``
-    of keep-alive GETs on ``connections`` connections; ``cpu`` reads the daemon's CPU seconds."""
+    """Requests/s, p50/p99 latency (ms), the daemon's CPU per request (µs), and the CPU seconds
+    per second of the daemon and of this generator, for ``seconds`` of keep-alive GETs on
+    ``connections`` connections; ``cpu`` reads the daemon's CPU seconds."""
     selector = selectors.DefaultSelector()
     buffers: dict[socket.socket, bytearray] = {}
     sent: dict[socket.socket, float] = {}
@@ -56,6 +59,7 @@ def load(connect: Connect, request: bytes, connections: int, seconds: float,
         selector.register(sock, selectors.EVENT_READ)
         buffers[sock] = bytearray()
     cpu_before = cpu()
+    own_before = time.process_time()
     started = time.perf_counter()
     end = started + seconds
     for sock in buffers:
@@ -77,6 +81,7 @@ def load(connect: Connect, request: bytes, connections: int, seconds: float,
                     sock.send(request)
         elapsed = time.perf_counter() - started
         cpu_used = cpu() - cpu_before
+        own_used = time.process_time() - own_before
     finally:
         for sock in buffers:
             selector.unregister(sock)
@@ -86,7 +91,8 @@ def load(connect: Connect, request: bytes, connections: int, seconds: float,
     return {"rps": round(done / elapsed), "p50_ms": round(latencies[done // 2] * 1000, 3),
             "p99_ms": round(latencies[min(done - 1, done * 99 // 100)] * 1000, 3),
             "cpu_us_per_request": round(cpu_used / done * 1e6, 2),
-            "daemon_busy": round(cpu_used / elapsed, 2)}
+            "daemon_busy": round(cpu_used / elapsed, 2),
+            "load_busy": round(own_used / elapsed, 2)}
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -151,13 +157,13 @@ def report(found: dict[str, Any] | None) -> list[str]:
              f"{found['rounds']} turns of {found['seconds']:g} s each; a Python keep-alive "
              "generator, since wrk has no Unix sockets)", "",
              "| connections | listener | req/s | p50 / p99 ms | daemon CPU µs/request "
-             "| daemon busy |", "|---|---|---|---|---|---|"]
+             "| daemon busy | generator busy |", "|---|---|---|---|---|---|---|"]
     for connections in (1, 16):
         for name in found["targets"]:
             run = found[f"{name}_{connections}"]
             lines.append(f"| {connections} | {names[name]} | {run['rps']:g} | {run['p50_ms']} / "
                          f"{run['p99_ms']} | {run['cpu_us_per_request']} | "
-                         f"{run['daemon_busy']} |")
+                         f"{run['daemon_busy']} | {run['load_busy']} |")
     lines += ["", "Unix socket / TCP 127.0.0.1, same turns: throughput "
               f"{found['unix_over_tcp_rps_1']} (1 connection), {found['unix_over_tcp_rps_16']} "
               f"(16); daemon CPU per request {found['unix_over_tcp_cpu_1']} (1), "
