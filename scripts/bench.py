@@ -8,7 +8,8 @@ markdown table and writes bench-results.json. Sections:
    framework floor), each on uvloop and on asyncio's own loop; the ratio daemon/floor. Both run
    at once and are loaded in turns; figures are medians of the turns.
 2. Cold start of the unpacked Python layer (scripts/bench_coldstart.py), median of 10.
-3. Memory: RSS idle, with 1,000 cached 4 KB entries, and after 100,000 distinct misses.
+3. Memory: RSS idle, with 1,000 cached 4 KB entries, and after 100,000 distinct misses; clients
+   that never read their answers and 400 distinct 1 MiB objects (scripts/bench_slow_readers.py).
 4. Upstream economy: calls for 1,000 concurrent reads of one cold key, for a prefetch of 100
    parameters, and for 60 s of steady reads of 20 keys at TTL 5 s.
 5. What users gain: p50 of a hit through the daemon beside a direct aiobotocore call to the same
@@ -474,6 +475,10 @@ def report(results: dict[str, Any]) -> str:
                   f"<= 50 {check('', bad['read_max_ms'] <= 50)} |",
                   f"| RSS growth | {bad['rss_growth_mb']} MB | <= 10 "
                   f"{check('', bad['rss_growth_mb'] <= 10)} |"]
+    if results.get("slow_readers"):
+        from bench_slow_readers import report as slow_readers_report
+
+        lines += slow_readers_report(results["slow_readers"])
     eco = results["economy"]
     steady = eco["steady"]
     lines += ["", "**Upstream economy**", "", "| load | AWS calls | target |", "|---|---|---|",
@@ -534,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     results["memory"] = memory(10_000 if args.quick else 100_000)
     print("bench: hostile local clients", flush=True)
     results["hostile"] = hostile(2000)
+    print("bench: stalled readers and 1 MiB objects", flush=True)
+    from bench_slow_readers import measure as slow_readers
+
+    results["slow_readers"] = slow_readers(10 if args.quick else 30)
     print("bench: upstream economy", flush=True)
     results["economy"] = economy(20 if args.quick else 60)
     print("bench: what users gain", flush=True)

@@ -9,7 +9,10 @@ import asyncio
 import contextlib
 import gc
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
+from aiobotocore.session import get_session
 from aiohttp import web
 
 from sidecar.aws.upstream import Upstream
@@ -26,6 +29,17 @@ from sidecar.http.token import TokenSource
 # the runtime's 300 ms. In-flight reads get this long to finish before they are cut.
 DRAIN_SECS = 1.2
 DRAIN_POLL_SECS = 0.01
+LISTEN_BACKLOG = 1024  # as listener.bind
+
+
+# Every wait of start-up is bounded (review S3-12): botocore's own defaults would let an STS
+# endpoint that accepts and never answers hold start-up for minutes (60 s reads, 3 attempts).
+VALIDATE_SECS = 5.0
+WARM_UP_SECS = 10.0
+CLOSE_SECS = 0.5  # closing the AWS clients when start-up is abandoned
+NO_CREDENTIALS = ("no AWS credentials found in the credential chain (environment, profile, "
+                  "container or instance metadata): every read will fail with 500 "
+                  "InternalFailure until credentials are provided")
 
 
 class StartupError(Exception):
@@ -33,28 +47,45 @@ class StartupError(Exception):
 
 
 async def validate_credentials(daemon: Daemon) -> None:
-    """The Agent's ``validate_credentials``: STS GetCallerIdentity before serving. A transient
-    failure is only a warning while ``ignore_transient_errors`` holds (the Agent's rule)."""
+    """The Agent's ``validate_credentials``: STS GetCallerIdentity before serving, within
+    ``VALIDATE_SECS``. A transient failure (a timeout included) is only a warning while
+    ``ignore_transient_errors`` holds (the Agent's rule); anything else raises ``StartupError``.
+    Missing credentials are never transient."""
     from sidecar.core.errors import ApiError
 
     try:
-        await daemon.upstream.check_identity()
+        async with asyncio.timeout(VALIDATE_SECS):
+            await daemon.upstream.check_identity()
+    except TimeoutError:
+        error = ApiError(504, "UpstreamTimeout", f"STS did not answer within {VALIDATE_SECS:g} s",
+                         transient=True)
     except ApiError as exc:
-        if exc.transient and daemon.settings.ignore_transient_errors:
-            logs.warn("AWS credentials could not be validated (transient); starting anyway",
-                      error=exc.code)
-            return
-        await daemon.upstream.close()
-        raise StartupError(f"AWS credentials failed validation (validate_credentials): "
-                           f"{exc.code}: {exc.message}") from None
-    logs.info("AWS credentials validated")
+        error = exc
+    else:
+        logs.info("AWS credentials validated")
+        return
+    if error.transient and daemon.settings.ignore_transient_errors:
+        logs.warn("AWS credentials could not be validated; starting anyway "
+                  "(ignore_transient_errors)", error=error.code, reason=error.message)
+        return
+    await _close_quickly(daemon)
+    raise StartupError(f"AWS credentials failed validation (validate_credentials): "
+                       f"{error.code}: {error.message}")
+
+
+async def _close_quickly(daemon: Daemon) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(daemon.upstream.close(), CLOSE_SECS)
 
 
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.upstream = Upstream(settings, metrics=self.metrics)
+        # Kept to ask it for credentials after the clients exist: it caches what it found, so
+        # asking costs nothing then (see _report_missing_credentials).
+        self._session = get_session()
+        self.upstream = Upstream(settings, session=self._session, metrics=self.metrics)
         self.resolver = Resolver(settings, self.upstream, metrics=self.metrics)
         self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver,
                        self.metrics, token_headers=settings.token_headers,
@@ -62,7 +93,9 @@ class Daemon:
                        max_busy=settings.max_inbound_connections,
                        client_guard=ClientGuard(settings.bind_address, settings.allowed_clients)
                        if settings.bind_address else None)
-        self.server = build_server(self.api, settings.max_inbound_connections)
+        # Unsent answers may hold as much as the cache: the worst case is twice the byte bound.
+        self.server = build_server(self.api, settings.max_inbound_connections,
+                                   max_unsent_bytes=settings.cache_bytes)
         self._runner = web.ServerRunner(self.server, shutdown_timeout=DRAIN_SECS)
         self._warmup: asyncio.Task[None] | None = None
         self.prefetched: asyncio.Future[None] | None = None
@@ -80,9 +113,12 @@ class Daemon:
         self.prefetched = self._begin_prefetch(loop)
         self._warmup = loop.create_task(self._warm_up())
         await self._runner.setup()
+        # aiohttp listens again with its own backlog (128 by default): a burst of new
+        # connections beyond it would wait for a SYN retransmit (1 s) instead of an eviction.
         self._listeners = listeners
         for sock in listeners.sockets:
-            await web.SockSite(self._runner, sock, shutdown_timeout=DRAIN_SECS).start()
+            await web.SockSite(self._runner, sock, shutdown_timeout=DRAIN_SECS,
+                               backlog=LISTEN_BACKLOG).start()
         for note in listeners.notes:
             logs.debug(note)
         if listeners.beyond_loopback:
@@ -105,7 +141,14 @@ class Daemon:
 
     async def _warm_up(self) -> None:
         try:
-            await self.upstream.start()
+            async with asyncio.timeout(WARM_UP_SECS):
+                await self.upstream.start()
+                await self._report_missing_credentials()
+        except TimeoutError:
+            # Clients are also created on first use: serving goes on, readers wait for them.
+            logs.warn("AWS clients were not ready within the start-up bound; reads will wait "
+                      "for them", bound_secs=WARM_UP_SECS)
+            return
         except Exception as exc:
             # Readers get the reason as a 500 each; the daemon keeps serving /ping.
             self.failure = exc
@@ -115,6 +158,16 @@ class Daemon:
         # keep it out of the garbage collector's passes, which otherwise walk it again and again
         # under load (a quarter of the hit path's time).
         gc.freeze()
+
+    async def _report_missing_credentials(self) -> None:
+        """One clear line at start-up when the credential chain found nothing (field report
+        N12: otherwise only each read's 500 body says so). Creating the clients already walked
+        the chain; the session kept the outcome, so this makes no call of its own unless the
+        chain found nothing (then it walks it once more, within the warm-up's bound)."""
+        if self.settings.credentials_file:
+            return  # its provider reports its own problems
+        if await self._session.get_credentials() is None:
+            logs.error(NO_CREDENTIALS)
 
     async def ready(self) -> None:
         """Wait until the AWS clients exist; raises what stopped them."""
@@ -145,6 +198,22 @@ class Daemon:
         await self.upstream.close()
 
 
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` until it ends (True; its exception is raised) or ``stop`` is set first
+    (False; ``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return False
+
+
 async def run_standalone(settings: Settings, listeners: Listeners) -> None:
     """Serve until SIGTERM or SIGINT; keep serving for the grace period; then drain and return.
 
@@ -156,8 +225,12 @@ async def run_standalone(settings: Settings, listeners: Listeners) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     daemon = Daemon(settings)
-    if settings.validate_credentials and not settings.credentials_file:
-        await validate_credentials(daemon)  # (the Agent skips it for file credentials too)
+    # (The Agent skips validation for file credentials too.) A signal ends start-up at once.
+    if settings.validate_credentials and not settings.credentials_file \
+            and not await _unless_stopped(validate_credentials(daemon), stop):
+        logs.info("stopped during start-up", reason="signal")
+        await _close_quickly(daemon)
+        return
     await daemon.start(listeners)
     logs.info("ready", address=listeners.describe(), mode="standalone")
     await stop.wait()

@@ -28,6 +28,12 @@ LOG_FORMATS = ("text", "json")
 MAX_TTL_SECS = 86400
 MAX_CACHE_ITEMS = 100_000
 MAX_CACHE_MB = 1_048_576
+# The byte bound's default (PARAMETERS_SECRETS_EXTENSION_MAX_CACHE_SIZE unset). The AWS
+# extension's 1000 MB predates 1 MiB S3 objects and 4 MB path bodies, and would let ordinary
+# reads outgrow a 128 MB function (review S3-6). In Lambda: this fraction of the function's
+# memory, which the extension shares; elsewhere a small fixed figure.
+DEFAULT_CACHE_MB = 64
+LAMBDA_CACHE_DIVISOR = 8  # 1/8 of AWS_LAMBDA_FUNCTION_MEMORY_SIZE: 16 MB at 128 MB
 MAX_TIMEOUT_MILLIS = 600_000
 MAX_CONNECTIONS = 1000
 MAX_STALE_IF_ERROR_SECS = 7 * 86400
@@ -58,7 +64,7 @@ class Settings(NamedTuple):
     port: int = 2773
     cache_enabled: bool = True
     cache_items: int = 1000
-    cache_bytes: int = 1000 * 1024 * 1024
+    cache_bytes: int = DEFAULT_CACHE_MB * 1024 * 1024
     max_connections: int = 3
     log_level: str = "info"
     log_format: str = "text"
@@ -311,8 +317,49 @@ _TTL_FIELDS = {"ssm_ttl": "SSM_PARAMETER_STORE_TTL", "secrets_ttl": "SECRETS_MAN
                "s3_ttl": "PARAMETERS_SECRETS_EXTENSION_S3_TTL"}
 
 
+# The file's key for a value above, where it is not the field's own name (for warnings).
+_FILE_KEYS = {"port": "http_port", "cache_items": "cache_size",
+              "max_inbound_connections": "max_conn", "log_level": "log_level"}
+
+
+def default_cache_mb(env: Mapping[str, str]) -> int:
+    """The byte bound in MB when none is set: ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (MB) divided
+    by ``LAMBDA_CACHE_DIVISOR`` in Lambda, else ``DEFAULT_CACHE_MB``. A platform value that is
+    not a positive whole number is ignored rather than refused."""
+    raw = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return max(1, int(raw) // LAMBDA_CACHE_DIVISOR)
+    return DEFAULT_CACHE_MB
+
+
 def _is_set(env: Mapping[str, str], name: str) -> bool:
     return bool(env.get(name, "").strip())
+
+
+def _conflicts(settings: Settings, env: Mapping[str, str],
+               from_file: Mapping[str, object]) -> list[str]:
+    """A warning for each file value that a set variable overrides with another value (field
+    report N8: a container image's HTTP_PORT silently beat the file's ``http_port``).
+    ``settings`` are the environment's, before the file is laid under them."""
+    found: list[str] = []
+    for field, variables in _FILE_FIELDS.items():
+        key = _FILE_KEYS.get(field, field)
+        given = [name for name in variables if _is_set(env, name)]
+        if given and field in from_file and from_file[field] != getattr(settings, field):
+            found.append(f"{given[0]}={getattr(settings, field)} overrides the configuration "
+                         f"file's {key} = {from_file[field]}")
+    ttl = from_file.get("ttl_from_file")
+    for field, variable in _TTL_FIELDS.items():
+        name = variable if _is_set(env, variable) else "PARAMETERS_SECRETS_EXTENSION_TTL_SECS"
+        if ttl is not None and _is_set(env, name) and getattr(settings, field) != ttl:
+            found.append(f"{name}={getattr(settings, field)} overrides the configuration file's "
+                         f"ttl_seconds = {ttl}")
+    if from_file.get("ignore_transient_errors") is False and settings.stale_if_error_secs \
+            and _is_set(env, "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS"):
+        found.append(f"PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECS="
+                     f"{settings.stale_if_error_secs} overrides the configuration file's "
+                     "ignore_transient_errors = false (stale values are served on errors)")
+    return list(dict.fromkeys(found))
 
 
 def _overlay(settings: Settings, env: Mapping[str, str],
@@ -387,8 +434,8 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
         port=_int(env, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", 2773, 1, 65535),
         cache_enabled=_bool(env, "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", True),
         cache_items=_int(env, "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", 1000, 0, MAX_CACHE_ITEMS),
-        cache_bytes=_int(env, "PARAMETERS_SECRETS_EXTENSION_MAX_CACHE_SIZE", 1000, 1, MAX_CACHE_MB)
-        * 1024 * 1024,
+        cache_bytes=_int(env, "PARAMETERS_SECRETS_EXTENSION_MAX_CACHE_SIZE",
+                         default_cache_mb(env), 1, MAX_CACHE_MB) * 1024 * 1024,
         max_connections=_int(
             env, "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", 3, 1, MAX_CONNECTIONS
         ),
@@ -430,5 +477,6 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
         **listening,
     )
     if from_file:
+        warnings.extend(_conflicts(settings, env, from_file))
         settings = _overlay(settings, env, from_file)
     return settings, warnings

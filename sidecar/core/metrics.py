@@ -36,6 +36,10 @@ class Metrics:
         self.latency: dict[tuple[str, str], list[float]] = {}  # service, operation: buckets+sum
         self.requests: Counter[tuple[str, int]] = Counter()  # route, status
         self.prefetch: Counter[tuple[str]] = Counter()  # result
+        # Connections refused at the cap, and those the daemon closed itself, by reason
+        # (evicted_stalled, evicted_idle, write_timeout, head_timeout, unsent_bound).
+        self.refused = 0
+        self.connections: Counter[tuple[str]] = Counter()  # reason
         self.gauges: Callable[[], dict[str, float]] = dict
 
     def observe_call(self, service: str, operation: str, outcome: str, seconds: float) -> None:
@@ -104,6 +108,13 @@ class Metrics:
                  in self.requests.items()))
         family("prefetch_items_total", "counter", "Prefetch items by result (cached, failed).")
         samples("prefetch_items_total", ("result",), self.prefetch.items())
+        family("http_connections_refused_total", "counter", "Connections answered 429 and "
+               "closed because every connection was busy at the cap.")
+        lines.append(f"{PREFIX}_http_connections_refused_total {self.refused}")
+        family("http_connections_closed_total", "counter", "Connections the daemon closed "
+               "itself, by reason (evicted_stalled, evicted_idle, write_timeout, head_timeout, "
+               "unsent_bound).")
+        samples("http_connections_closed_total", ("reason",), self.connections.items())
         return ("\n".join(lines) + "\n").encode()
 
     # -- CloudWatch EMF -----------------------------------------------------------------------
@@ -125,6 +136,8 @@ _GAUGE_HELP = {
     "cache_bytes": "Bytes of response bodies held in the cache.",
     "cache_max_entries": "The cache's bound on entries.",
     "cache_max_bytes": "The cache's bound on bytes.",
+    "http_connections_open": "Open client connections.",
+    "http_unsent_bytes": "Answer bytes written but not yet taken by clients.",
 }
 
 

@@ -89,6 +89,7 @@ class Api:
         self._routes: dict[str, str] = {}  # request target -> route label (never the name)
         self._debug = logs.debug_on()  # the level is fixed at start; read it once
         self.shutting_down = False
+        self.connection_gauges: Callable[[], dict[str, float]] = dict  # set by build_server
 
     def _authorised(self, headers: CIMultiDictProxy[str]) -> bool:
         for header in self._token_headers:
@@ -202,9 +203,11 @@ class Api:
 
     def _metrics_response(self) -> web.Response:
         cache = self._resolver.cache
+        connections = self.connection_gauges
         self.metrics.gauges = lambda: {
             "cache_entries": len(cache), "cache_bytes": cache.bytes_held,
-            "cache_max_entries": cache.max_items, "cache_max_bytes": cache.max_bytes}
+            "cache_max_entries": cache.max_items, "cache_max_bytes": cache.max_bytes,
+            **connections()}
         return web.Response(body=self.metrics.exposition(),
                             headers={"Content-Type": METRICS_CONTENT_TYPE})
 
@@ -257,15 +260,20 @@ class Api:
         return read
 
 
-def build_server(api: Api, max_connections: int) -> GuardedServer:
+def build_server(api: Api, max_connections: int, max_unsent_bytes: int) -> GuardedServer:
     """aiohttp's low-level server: every request goes straight to ``Api.handle``.
 
     ``max_connections`` is the Agent's ``max_conn``; ``PING_HEADROOM`` more are kept for /ping.
+    ``max_unsent_bytes`` bounds the answer bytes all connections together hold unsent.
 
     The daemon routes by itself (the SPEC's check order needs that anyway), so aiohttp's
     Application, router and middleware machinery would only add time to every hit. Admission
-    (connection cap, head deadline, idle timeout, size limits) is ``GuardedServer``'s.
+    (connection cap, head and write deadlines, unsent bytes, idle timeout, size limits) is
+    ``GuardedServer``'s.
     """
     handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]] = api.handle
-    return GuardedServer(handler, max_connections=max_connections + PING_HEADROOM,
-                         access_log=None)
+    server = GuardedServer(handler, max_connections=max_connections + PING_HEADROOM,
+                           max_unsent_bytes=max_unsent_bytes, metrics=api.metrics,
+                           access_log=None)
+    api.connection_gauges = server.gauges
+    return server
