@@ -79,8 +79,10 @@ class Clients:
         )
 
     def _timeout_ms(self, service: str) -> int:
-        return {SSM: self._settings.ssm_timeout_ms, S3: self._settings.s3_timeout_ms}.get(
-            service, self._settings.secrets_timeout_ms)
+        """The per-attempt timeout of a service's client (0: botocore's default). STS and
+        AppConfig keep the default: their reads are bounded by their own deadlines."""
+        return {SSM: self._settings.ssm_timeout_ms, S3: self._settings.s3_timeout_ms,
+                SECRETS: self._settings.secrets_timeout_ms}.get(service, 0)
 
     async def _new_client(self, session: AioSession, service: str,
                           region: str | None = None) -> Any:
