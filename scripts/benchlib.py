@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -78,7 +79,8 @@ class FakeAws:
         return False
 
     def _parameter(self, name: str) -> dict[str, Any]:
-        return {"Name": name, "Type": "String", "Value": "v" * self.value_size, "Version": 1,
+        kind = "SecureString" if "secure" in name else "String"
+        return {"Name": name, "Type": kind, "Value": "v" * self.value_size, "Version": 1,
                 "LastModifiedDate": 1700000000.0, "DataType": "text",
                 "ARN": f"arn:aws:ssm:us-east-1:123456789012:parameter{name}"}
 
@@ -100,34 +102,44 @@ class FakeAws:
             invalid = [n for n in names if "/missing/" in n]
             return web.Response(content_type=_JSON, text=json.dumps(
                 {"Parameters": found, "InvalidParameters": invalid}))
+        if api == "BatchGetSecretValue":
+            ids = body.get("SecretIdList", [])
+            return web.Response(content_type=_JSON, text=json.dumps({
+                "SecretValues": [self._secret(i) for i in ids if "/missing/" not in i],
+                "Errors": [{"SecretId": i, "ErrorCode": "ResourceNotFoundException",
+                            "Message": "not found"} for i in ids if "/missing/" in i]}))
         name = body.get("Name") or body.get("SecretId") or ""
         if "/missing/" in name:
             code = "ParameterNotFound" if api == "GetParameter" else "ResourceNotFoundException"
             return self._error(code, "not found")
         if api == "GetSecretValue":
-            return web.Response(content_type=_JSON, text=json.dumps({
-                "ARN": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf",
-                "Name": name, "VersionId": "v1", "SecretString": "s" * self.value_size,
-                "VersionStages": ["AWSCURRENT"], "CreatedDate": 1700000000.0}))
+            return web.Response(content_type=_JSON, text=json.dumps(self._secret(name)))
         return web.Response(content_type=_JSON,
                             text=json.dumps({"Parameter": self._parameter(name)}))
 
-    async def start(self) -> tuple[web.AppRunner, str]:
+    def _secret(self, name: str) -> dict[str, Any]:
+        return {"ARN": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf",
+                "Name": name, "VersionId": "v1", "SecretString": "s" * self.value_size,
+                "VersionStages": ["AWSCURRENT"], "CreatedDate": 1700000000.0}
+
+    async def start(self, tls: ssl.SSLContext | None = None) -> tuple[web.AppRunner, str]:
+        """Serve on a free port: plain HTTP, or HTTPS with ``tls`` (a server context)."""
         self.reset()
         app = web.Application()
         app.router.add_post("/", self.handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner, f"http://127.0.0.1:{port}"
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls).start()
+        return runner, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
 
 class FakeAwsThread:
     """``FakeAws`` on its own event loop in a thread, for synchronous callers."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, **kwargs: Any) -> None:
         self.aws = FakeAws(**kwargs)
+        self._tls = tls
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self.url = ""
@@ -136,7 +148,7 @@ class FakeAwsThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        _, self.url = self._loop.run_until_complete(self.aws.start())
+        _, self.url = self._loop.run_until_complete(self.aws.start(self._tls))
         self._started.set()
         self._loop.run_forever()
 

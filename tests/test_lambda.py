@@ -174,10 +174,11 @@ def test_prefetched_selectors_match_reads(start_lambda: StartLambda, aws: Aws,
 
 def test_init_ends_and_invokes_complete_while_the_daemon_starts(
         start_lambda: StartLambda, aws: Aws, unique: str) -> None:
-    """The first next comes right after register; an invoke is acknowledged at once."""
+    """Early INIT: the first next comes right after register; an invoke is acknowledged at
+    once (test_init_policy: where the policy picks it)."""
     name = f"/{unique}/early"
     aws.ssm.put_parameter(Name=name, Type="String", Value="v")
-    daemon, api = start_lambda(wait=False)
+    daemon, api = start_lambda(wait=False, PARAMETERS_SECRETS_EXTENSION_INIT_MODE="early")
     api.invoke()
     assert api.init_ended.wait(10)
     deadline = time.monotonic() + 10

@@ -44,10 +44,9 @@ MAX_INBOUND_CONNECTIONS = 10_000
 DEFAULT_SHUTDOWN_GRACE_SECS = 5
 MAX_SHUTDOWN_GRACE_SECS = 3600
 PREFETCH_WAIT_CHOICES = ("auto", "true", "false")
+INIT_MODES = ("auto", "wait", "early")  # when Lambda mode ends INIT: sidecar/extension/policy.py
 DEFAULT_PREFETCH_WAIT_MILLIS = 2000
 MAX_PREFETCH_WAIT_MILLIS = 60_000
-# Where INIT is off the request path, holding INIT for prefetch costs users nothing.
-INIT_OFF_REQUEST_PATH = ("provisioned-concurrency", "snap-start")
 MANAGED_INSTANCES = "lambda-managed-instances"
 DEFAULT_S3_MAX_OBJECT_BYTES = 1024 * 1024
 DEFAULT_METRICS_NAMESPACE = "ParametersSecretsSidecar"
@@ -81,7 +80,8 @@ class Settings(NamedTuple):
     max_inbound_connections: int = DEFAULT_INBOUND_CONNECTIONS
     shutdown_grace_secs: int = DEFAULT_SHUTDOWN_GRACE_SECS
     initialization_type: str = ""
-    prefetch_wait: bool = False
+    prefetch_wait: bool = True  # when INIT waits (init_mode), it waits for prefetch too
+    init_mode: str = "auto"
     prefetch_wait_ms: int = DEFAULT_PREFETCH_WAIT_MILLIS
     s3_ttl: int = 300
     s3_timeout_ms: int = 0
@@ -135,7 +135,8 @@ class Settings(NamedTuple):
             "coalesce": self.coalesce,
             "prefetch_items": len(self.prefetch),
             "prefetch_tags": len(self.prefetch_tags),
-            "prefetch_wait_ms": self.prefetch_wait_ms if self.prefetch_wait else 0,
+            "init_mode": self.init_mode,
+            "init_wait_bound_ms": self.prefetch_wait_ms,
             "max_inbound_connections": self.max_inbound_connections,
             "shutdown_grace_secs": self.shutdown_grace_secs,
             "s3_ttl_secs": self.s3_ttl,
@@ -417,6 +418,12 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
     initialization_type = env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "").strip().lower()
     wait_choice = _choice(env, "PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT", "auto",
                           PREFETCH_WAIT_CHOICES)
+    init_mode = _choice(env, "PARAMETERS_SECRETS_EXTENSION_INIT_MODE", "auto", INIT_MODES)
+    if wait_choice == "true":  # "hold INIT until prefetch lands" (it predates INIT_MODE)
+        if init_mode == "early":
+            raise ConfigError("PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT='true' contradicts "
+                              "PARAMETERS_SECRETS_EXTENSION_INIT_MODE='early': set one of them")
+        init_mode = "wait"
     shared_ttl = env.get("PARAMETERS_SECRETS_EXTENSION_TTL_SECS")
     prefetch_raw = env.get("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "")
     prefetch: tuple[Key, ...] = ()
@@ -461,8 +468,8 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
         shutdown_grace_secs=_int(env, "PARAMETERS_SECRETS_EXTENSION_SHUTDOWN_GRACE_SECS",
                                  DEFAULT_SHUTDOWN_GRACE_SECS, 0, MAX_SHUTDOWN_GRACE_SECS),
         initialization_type=initialization_type,
-        prefetch_wait=(wait_choice == "true" or (
-            wait_choice == "auto" and initialization_type in INIT_OFF_REQUEST_PATH)),
+        prefetch_wait=wait_choice != "false",
+        init_mode=init_mode,
         prefetch_wait_ms=_int(env, "PARAMETERS_SECRETS_EXTENSION_PREFETCH_WAIT_MILLIS",
                               DEFAULT_PREFETCH_WAIT_MILLIS, 0, MAX_PREFETCH_WAIT_MILLIS),
         s3_ttl=_ttl(env, "PARAMETERS_SECRETS_EXTENSION_S3_TTL", shared_ttl, warnings),

@@ -1,15 +1,13 @@
 """Lambda mode: the Extensions API lifecycle (SPEC section 6). Knows nothing about caching.
 
-Lambda ends INIT only when the runtime and every extension have called ``event/next``, and it
-bills that time on every cold start. So: read config, bind the listener, register, and call
-``event/next`` at once from a thread (``EventPump``), before aiohttp and aiobotocore are even
-imported. Serving comes up meanwhile on the socket that was already listening (a client that
-connects early waits in the listen queue instead of being refused). INVOKE events are
-acknowledged at once by the pump's next call, so an invoke never waits for the extension.
-
-Where INIT is off the request path (provisioned concurrency, SnapStart) and a prefetch list is
-set, the first ``event/next`` waits for the prefetch instead, bounded, so the first invoke's
-reads are hits.
+Lambda ends INIT only when the runtime and every extension have called ``event/next``. So:
+read config, bind the listener, register, and then call ``event/next`` from a thread
+(``EventPump``) at the moment ``policy.plan`` picks: at once, before aiohttp and aiobotocore are
+even imported (one vCPU or more after INIT), or once the daemon serves and any prefetch has
+landed, bounded (a smaller function, whose handler gets less CPU than INIT; or INIT off the
+request path). Either way the socket was listening before register: a client that connects
+early waits in the listen queue instead of being refused. INVOKE events are acknowledged at
+once by the pump's next call, so an invoke never waits for the extension.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import time
 from sidecar import NAME
 from sidecar.config import settings as config
 from sidecar.core import fatal
+from sidecar.extension import policy
 from sidecar.extension.api import ExtensionsApi, ExtensionsApiError, fail_init
 from sidecar.extension.pump import EventPump, report_failure
 from sidecar.http.listener import ListenError, bind
@@ -61,9 +60,10 @@ def run_extension() -> int:
         return 1
     registered_ms = round((time.monotonic() - started) * 1000, 1)
     pump = EventPump(api)
-    hold = settings.prefetch_wait and bool(settings.prefetch)
-    if not hold:
-        pump.start()  # INIT is done, as far as this extension is concerned
+    plan = policy.plan(settings, os.environ)
+    # Without a wait, INIT is done as far as this extension is concerned; with one, serve_lambda
+    # releases the pump once serving (or the bound does).
+    pump.start(plan.bound_secs if plan.wait else 0.0)
     # Only now what the register path could do without: logging, and the hardening (before
     # any secret is in memory: nothing has been fetched yet).
     from sidecar.core import hardening, logs
@@ -76,12 +76,16 @@ def run_extension() -> int:
         logs.warn(warning)
     logs.info("starting", mode="lambda", extension=name, register_ms=registered_ms,
               events=",".join(api.events), init_type=settings.initialization_type or "unknown",
-              **settings.describe(), **hardening.state())
+              init_wait="prefetch" if plan.prefetch else "serving" if plan.wait else "no",
+              init_reason=plan.reason, **settings.describe(), **hardening.state())
     try:
         from sidecar.core.runloop import run
+        from sidecar.extension.lean import import_serving
+
+        import_serving()
         from sidecar.extension.serve import serve_lambda
 
-        return run(serve_lambda(settings, listeners, api, pump))
+        return run(serve_lambda(settings, listeners, api, pump, plan.prefetch))
     except Exception as exc:
         report_failure(api, pump, f"the extension failed: {type(exc).__name__}")
         return 1

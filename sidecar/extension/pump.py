@@ -21,6 +21,10 @@ class EventPump:
     the next call; SHUTDOWN, or a failure of the API, is handed to ``on_end`` (set by the
     async side when it is ready; kept until then). Empty or malformed answers are retried with
     a growing pause and end the pump after a few, so the loop never spins.
+
+    The first ``event/next`` ends this extension's INIT. ``start(hold_secs)`` delays it until
+    ``release()`` or until ``hold_secs`` have passed, whichever comes first (the bound: a start-up
+    that hangs must not hold INIT until Lambda's own INIT timeout).
     """
 
     def __init__(self, api: ExtensionsApi,
@@ -33,15 +37,38 @@ class EventPump:
         self.invokes = 0
         self.events_seen = 0
         self.started = False
+        self._released = threading.Event()
+        self._hold_until = 0.0
+        self.held_to_bound = False
 
     def on_each_invoke(self, hook: Callable[[Event], None]) -> None:
         """Called from the pump's thread after each INVOKE is acknowledged."""
         self._on_invoke = hook
 
-    def start(self) -> None:
-        if not self.started:
+    def start(self, hold_secs: float = 0.0) -> None:
+        """Start calling ``event/next``: at once, or after ``release()`` (``hold_secs`` at most)."""
+        with self._lock:
+            if self.started:
+                return
             self.started = True
-            threading.Thread(target=self._run, name="event-next", daemon=True).start()
+        self._hold_until = time.monotonic() + hold_secs
+        if hold_secs <= 0:
+            self._released.set()
+        threading.Thread(target=self._run, args=(hold_secs,), name="event-next",
+                         daemon=True).start()
+
+    def release(self) -> None:
+        """End the hold: the first ``event/next`` (the end of INIT) goes out now."""
+        self._released.set()
+
+    def hold_left(self) -> float:
+        """Seconds until the bound ends the hold (0 when it is over)."""
+        return max(0.0, self._hold_until - time.monotonic())
+
+    @property
+    def holding(self) -> bool:
+        """Started, but the first ``event/next`` is still held back."""
+        return self.started and not self._released.is_set()
 
     def on_end(self, callback: Callable[[str, Any], None]) -> None:
         with self._lock:
@@ -57,7 +84,14 @@ class EventPump:
         if callback is not None:
             callback(kind, detail)
 
-    def _run(self) -> None:
+    def _run(self, hold_secs: float) -> None:
+        if not self._released.wait(hold_secs):
+            self._released.set()
+            self.held_to_bound = True
+            from sidecar.core import logs
+
+            logs.warn("INIT wait bound reached before the daemon served; INIT ends now",
+                      bound_ms=round(hold_secs * 1000))
         malformed = 0
         while True:
             try:

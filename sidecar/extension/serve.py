@@ -1,12 +1,13 @@
 """The Lambda side of serving: start the daemon, wait for SHUTDOWN (or a signal), drain in time.
 
-Imported by ``extension`` only after the register call (and, usually, after the first
-``event/next``), because it pulls in aiohttp and aiobotocore.
+Imported by ``lifecycle`` only after the register call, because it pulls in aiohttp and
+aiobotocore.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -38,8 +39,13 @@ async def _shutdown(daemon: Daemon, deadline_ms: object) -> None:
 
 
 async def serve_lambda(settings: Settings, listeners: Listeners, api: ExtensionsApi,
-                       pump: EventPump) -> int:
-    """Serve on the pre-bound sockets until SHUTDOWN; the exit code is the return value."""
+                       pump: EventPump, wait_for_prefetch: bool = False) -> int:
+    """Serve on the pre-bound sockets until SHUTDOWN; the exit code is the return value.
+
+    Where the pump holds the first ``event/next`` (``policy.plan``), it is released once the
+    daemon serves with its AWS clients made and, with ``wait_for_prefetch``, the prefetch has
+    landed; the pump's own bound ends the hold otherwise.
+    """
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[tuple[str, Any]] = loop.create_future()
 
@@ -73,16 +79,18 @@ async def serve_lambda(settings: Settings, listeners: Listeners, api: Extensions
         report_failure(api, pump, f"AWS clients could not be created: {type(exc).__name__}")
         await _shutdown(daemon, None)
         return 1
-    if not pump.started:
-        # INIT is off the request path here: let prefetch land first, bounded.
-        assert daemon.prefetched is not None
+    # Start-up is over (lean.import_serving turned the collector off for it): what is loaded
+    # lives as long as the process, so it is frozen out of the collector's passes for good.
+    gc.freeze()
+    gc.enable()
+    if pump.holding and wait_for_prefetch and daemon.prefetched is not None:
         try:
-            await asyncio.wait_for(asyncio.shield(daemon.prefetched),
-                                   settings.prefetch_wait_ms / 1000)
-        except TimeoutError:
-            logs.warn("prefetch still running at the end of its INIT wait; INIT ends now",
-                      wait_ms=settings.prefetch_wait_ms)
-        pump.start()
+            await asyncio.wait_for(asyncio.shield(daemon.prefetched), pump.hold_left())
+        except TimeoutError:  # the prefetch goes on after INIT
+            if pump.holding:  # (else the pump's own bound ended it, and said so)
+                logs.warn("INIT wait bound reached before the prefetch landed; INIT ends now",
+                          bound_ms=settings.prefetch_wait_ms)
+    pump.release()
     pump.on_end(end)
     kind, detail = await ended
     if kind == "shutdown":

@@ -14,6 +14,13 @@ Like the Lambda runtime interface emulator, it answers client errors with 403 an
 - ``shutdown()`` sends SHUTDOWN with a deadline; ``kill_at_deadline(process)`` SIGKILLs the
   process if it is still alive then, as Lambda does.
 - ``polling`` is set while a ``next`` long-poll is pending; ``stop()`` ends every connection.
+- With ``check_port``, register records whether the port accepts, and the first ``next``
+  whether the daemon there answers ``/ping`` at once (``serving_at_first_next``).
+- For benchmarks, a real runtime: ``invoke_function(payload)`` queues an invoke for the runtime
+  (its ``invocation/next``) and the extension alike, as Lambda sends both; the runtime's
+  ``/response`` is recorded in ``responses`` with its time. ``on_register`` and ``on_init_end``
+  are called on the API's thread at those moments (Lambda starts the runtime once every
+  extension has registered; a CPU model changes the sandbox's quota when INIT ends).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +66,7 @@ class FakeExtensionsApi:
     managed: bool = False
     malformed_events: int = 0  # answer this many nexts with a body that is no event
     runtime_ready_at_start: bool = True
+    with_extension: bool = True  # False: INIT ends when the runtime is ready (a baseline)
     registrations: list[Registration] = field(default_factory=list)
     refused_registrations: list[list[str]] = field(default_factory=list)
     errors: list[ErrorReport] = field(default_factory=list)
@@ -68,6 +77,10 @@ class FakeExtensionsApi:
     invokes_delivered: int = 0
     invokes_completed: int = 0
     killed: bool = False
+    serving_at_first_next: bool | None = None
+    on_register: Callable[[], None] | None = None
+    on_init_end: Callable[[], None] | None = None
+    responses: list[tuple[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -81,6 +94,7 @@ class FakeExtensionsApi:
         self.init_ended = threading.Event()
         self._stopping = False
         self._awaiting_ack = False
+        self._probe: asyncio.Future[None] | None = None
         self.started_at = time.monotonic()
 
     def start(self) -> FakeExtensionsApi:
@@ -117,11 +131,20 @@ class FakeExtensionsApi:
         """Queue an event for the extension's next ``event/next``."""
         self._loop.call_soon_threadsafe(self._events.put_nowait, event)
 
-    def invoke(self) -> None:
-        self.send({"eventType": "INVOKE", "requestId": str(uuid.uuid4()),
+    def invoke(self, request_id: str | None = None) -> None:
+        self.send({"eventType": "INVOKE", "requestId": request_id or str(uuid.uuid4()),
                    "deadlineMs": int(time.time() * 1000) + 3000,
                    "invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f",
                    "tracing": {"type": "X-Amzn-Trace-Id", "value": "Root=1-0-0"}})
+
+    def invoke_function(self, payload: dict[str, Any], extension: bool = True) -> str:
+        """Queue an invoke for the runtime (and the extension, if it registered for them);
+        the request id is returned. Delivered after INIT, in order."""
+        request_id = str(uuid.uuid4())
+        self._loop.call_soon_threadsafe(self._invocations.put_nowait, (request_id, payload))
+        if extension:
+            self.invoke(request_id)
+        return request_id
 
     def runtime_ready(self) -> None:
         """The simulated runtime finished its INIT and called ``invocation/next``."""
@@ -134,8 +157,10 @@ class FakeExtensionsApi:
 
     def _check_init_end(self) -> None:
         if self.init_ended_at is None and self.runtime_ready_at is not None \
-                and self.first_next_at is not None:
-            self.init_ended_at = max(self.runtime_ready_at, self.first_next_at)
+                and (self.first_next_at is not None or not self.with_extension):
+            self.init_ended_at = max(self.runtime_ready_at, self.first_next_at or 0.0)
+            if self.on_init_end is not None:
+                self.on_init_end()
             self._init_done.set()
             self.init_ended.set()
 
@@ -171,6 +196,7 @@ class FakeExtensionsApi:
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._invocations: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._init_done = asyncio.Event()
         self._loop.run_until_complete(self._start())
         if self.runtime_ready_at_start:
@@ -185,6 +211,8 @@ class FakeExtensionsApi:
         app.router.add_post(f"{PREFIX}/init/error", self._error)
         app.router.add_post(f"{PREFIX}/exit/error", self._error)
         app.router.add_get("/2018-06-01/runtime/invocation/next", self._runtime_next)
+        app.router.add_post("/2018-06-01/runtime/invocation/{request_id}/response",
+                            self._runtime_response)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         self._runner = runner
         await runner.setup()
@@ -195,6 +223,19 @@ class FakeExtensionsApi:
     @staticmethod
     def _client_error(message: str, error_type: str) -> web.Response:
         return web.json_response({"errorMessage": message, "errorType": error_type}, status=403)
+
+    async def _probe_serving(self) -> None:
+        """Does the daemon answer ``/ping`` at once? (It does only if it was already serving.)"""
+        assert self.check_port is not None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.check_port), 0.15)
+            writer.write(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(12), 0.15)
+            writer.close()
+            self.serving_at_first_next = answer.startswith(b"HTTP/1.1 200")
+        except (OSError, TimeoutError):
+            self.serving_at_first_next = False
 
     def _port_open(self) -> bool | None:
         if self.check_port is None:
@@ -226,6 +267,8 @@ class FakeExtensionsApi:
         self.registrations.append(Registration(name, events, dict(request.headers), at,
                                                self._port_open()))
         self.registered.set()
+        if self.on_register is not None:
+            self.on_register()
         return web.json_response(
             {"functionName": "f", "functionVersion": "$LATEST", "handler": "app.handler"},
             headers={"Lambda-Extension-Identifier": self._identifier})
@@ -247,6 +290,8 @@ class FakeExtensionsApi:
             raise ConnectionResetError("the API is going away")
         if self.first_next_at is None:
             self.first_next_at = time.monotonic()
+            if self.check_port is not None:  # beside the answer, which it must not delay
+                self._probe = asyncio.ensure_future(self._probe_serving())
             self._check_init_end()
         if self.fail_next_with is not None:
             return web.json_response({"errorMessage": "injected", "errorType": "Fault"},
@@ -267,12 +312,23 @@ class FakeExtensionsApi:
                             headers={"Lambda-Extension-Event-Identifier": str(uuid.uuid4())})
 
     async def _runtime_next(self, request: web.Request) -> web.StreamResponse:
-        """A real runtime process (benchmarks) saying its INIT is done; never answered."""
+        """A real runtime process (benchmarks): the first call says its INIT is done; each
+        call gets the next ``invoke_function`` payload once INIT is over."""
         self._mark_runtime_ready()
         if isinstance(request.transport, asyncio.Transport):
             self._polls.add(request.transport)
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+        await self._init_done.wait()
+        request_id, payload = await self._invocations.get()
+        return web.json_response(payload, headers={
+            "Lambda-Runtime-Aws-Request-Id": request_id,
+            "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 60_000),
+            "Lambda-Runtime-Invoked-Function-Arn":
+                "arn:aws:lambda:us-east-1:123456789012:function:f"})
+
+    async def _runtime_response(self, request: web.Request) -> web.Response:
+        await request.read()  # (a few bytes) then recorded: the runtime may be killed next
+        self.responses.append((request.match_info["request_id"], time.monotonic()))
+        return web.json_response({"status": "OK"}, status=202)
 
     async def _error(self, request: web.Request) -> web.Response:
         if not self._known(request):
