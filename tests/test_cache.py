@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from sidecar.cache.store import Cache, Entry
+from sidecar.cache.store import ENTRY_OVERHEAD, Cache, Entry
 from sidecar.core.key import SSM, Key
 
 
 def entry(size: int) -> Entry:
     return Entry(body=b"x" * size, fetched_at=0.0, fresh_until=1.0, refresh_at=1.0,
                  keep_until=2.0)
+
+
+def cost(body: int) -> int:
+    """What an entry with a ``body``-byte body counts for against the byte bound."""
+    return body + ENTRY_OVERHEAD
 
 
 def key(name: str) -> Key:
@@ -28,19 +33,19 @@ def test_item_bound_evicts_least_recently_read() -> None:
 
 
 def test_byte_bound_evicts_least_recently_read() -> None:
-    cache = Cache(max_items=100, max_bytes=300)
+    cache = Cache(max_items=100, max_bytes=3 * cost(100))
     for name in "abc":
         cache.put(key(name), entry(100))
-    assert cache.bytes_held == 300
+    assert cache.bytes_held == 3 * cost(100)
     cache.get(key("a"))
     cache.put(key("d"), entry(100))
     assert key("b") not in cache
     assert {k.name for k in (key("a"), key("c"), key("d")) if k in cache} == {"a", "c", "d"}
-    assert cache.bytes_held == 300
+    assert cache.bytes_held == 3 * cost(100)
 
 
 def test_body_larger_than_the_budget_is_not_cached() -> None:
-    cache = Cache(max_items=10, max_bytes=50)
+    cache = Cache(max_items=10, max_bytes=cost(50))
     cache.put(key("small"), entry(10))
     cache.put(key("huge"), entry(51))
     assert key("huge") not in cache
@@ -48,11 +53,19 @@ def test_body_larger_than_the_budget_is_not_cached() -> None:
 
 
 def test_replacing_an_entry_updates_the_byte_count() -> None:
-    cache = Cache(max_items=10, max_bytes=1000)
+    cache = Cache(max_items=10, max_bytes=10_000)
     cache.put(key("a"), entry(100))
     cache.put(key("a"), entry(300))
-    assert cache.bytes_held == 300
+    assert cache.bytes_held == cost(300)
     assert len(cache) == 1
+
+
+def test_headers_kept_with_a_body_count_too() -> None:
+    cache = Cache(max_items=10, max_bytes=10_000)
+    held = entry(10)
+    held.meta = (("ETag", '"abc"'),)
+    cache.put(key("s3"), held)
+    assert cache.bytes_held == cost(10) + len("ETag") + len('"abc"')
 
 
 def test_zero_items_holds_nothing() -> None:
@@ -63,7 +76,7 @@ def test_zero_items_holds_nothing() -> None:
 
 
 def test_selectors_make_distinct_keys() -> None:
-    cache = Cache(max_items=10, max_bytes=1000)
+    cache = Cache(max_items=10, max_bytes=10_000)
     variants = [Key(SSM, "n"), Key(SSM, "n", version="1"), Key(SSM, "n", label="l"),
                 Key(SSM, "n", with_decryption=True), Key("secretsmanager", "n"),
                 Key("secretsmanager", "n", version_id="v"),
