@@ -17,10 +17,12 @@ RUN dnf install -y --setopt=install_weak_deps=False \
         binutils gcc findutils glibc-common \
     && dnf clean all
 WORKDIR /src
-COPY pyproject.toml constraints.txt ./
+# Exactly what the builds read (tests/test_dockerfile.py builds from these files alone).
+COPY constraints.txt ./
 COPY sidecar ./sidecar
 COPY layer ./layer
 COPY scripts ./scripts
+COPY client/sidecar_client ./client/sidecar_client
 RUN python3.11 -m venv /venv \
     && /venv/bin/pip install --no-cache-dir -c constraints.txt aiohttp aiobotocore cachetools uvloop
 ENV BINARY_BUILD_PYTHON=/usr/bin/python3.11
@@ -36,10 +38,9 @@ FROM public.ecr.aws/amazonlinux/amazonlinux:2023-minimal AS sidecar
 COPY --from=builder /src/dist/parameters-secrets-sidecar-binary/ /opt/
 # The token: AWS_TOKEN=<value>, or AWS_TOKEN=file:///run/secrets/<file> for a mounted secret.
 # It listens on 127.0.0.1 only: the application container must share this network namespace
-# (a Kubernetes pod; an ECS task in awsvpc mode).
-# A port number: "SECRETS" is in the variable's name, not in its value.
-# hadolint ignore=DL3064
-ENV PARAMETERS_SECRETS_EXTENSION_HTTP_PORT=2773
+# (a Kubernetes pod; an ECS task in awsvpc mode). The image sets no daemon setting: the port is
+# 2773 by default, and a --config file's http_port is not overridden by anything set here.
+# With --config FILE, give the health check the same: --healthcheck --config FILE.
 USER 10001:10001
 EXPOSE 2773
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

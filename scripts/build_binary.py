@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_layer import BOTOCORE_SERVICES, NAME, REPO, REQUIREMENTS, log, write_zip
+from buildlib import BOTOCORE_SERVICES, NAME, REPO, REQUIREMENTS, log, write_zip
 
 # Debian's python3 here; on Amazon Linux 2023 (the Dockerfile) /usr/bin/python3.11.
 BUILD_PYTHON = os.environ.get("BINARY_BUILD_PYTHON", "/usr/bin/python3")
@@ -100,6 +100,58 @@ def loader_name(folder: Path) -> str:
     if not names:
         raise SystemExit("build-binary: no dynamic loader was bundled")
     return names[0]
+
+
+# What the build runs besides BUILD_PYTHON, and the Debian package each comes from.
+HOST_TOOLS = {"objdump": "binutils", "ldd": "libc-bin"}
+# BUILD_PYTHON's facts: whether it makes venvs with pip, and where its shared libpython would be.
+_PYTHON_FACTS = """
+import importlib.util, os, sys, sysconfig
+names = [sysconfig.get_config_var(n) for n in ("INSTSONAME", "LDLIBRARY")]
+dirs = [sysconfig.get_config_var(n) for n in ("LIBDIR", "LIBPL")]
+multiarch = sysconfig.get_config_var("MULTIARCH")
+if multiarch:
+    dirs.append(os.path.join("/usr/lib", multiarch))
+shared = any(os.path.exists(os.path.join(d, n)) for d in dirs if d for n in names
+             if n and ".so" in n)
+print(importlib.util.find_spec("ensurepip") is not None, shared,
+      "%d.%d" % sys.version_info[:2])
+"""
+
+
+def missing_prerequisites(arches: list[str], here: str) -> list[str]:
+    """Everything the binary build would stop on, found before anything is downloaded: one line
+    each, saying what to install or which flag to use."""
+    problems = []
+    for arch in arches:
+        if arch != here and (here, arch) != ("x86_64", "arm64"):
+            problems.append(f"the {arch} binary is built on a {arch} machine "
+                            "(only x86_64 can build arm64, under emulation)")
+        elif arch != here and os.geteuid() != 0:
+            problems.append("--binary --arch arm64 builds inside an emulated arm64 root "
+                            "(scripts/arm64-root: chroot, binfmt_misc), which needs root")
+    if here not in arches:
+        return problems
+    if not Path(BUILD_PYTHON).exists():
+        return [*problems, f"--binary builds with {BUILD_PYTHON}, which is missing: install "
+                           "python3 and python3-venv, or set BINARY_BUILD_PYTHON to a CPython "
+                           "3.11+ with its shared libpython"]
+    facts = subprocess.run([BUILD_PYTHON, "-c", _PYTHON_FACTS], capture_output=True, text=True,
+                           check=False).stdout.split()
+    if len(facts) != 3:
+        return [*problems, f"{BUILD_PYTHON} does not run (set BINARY_BUILD_PYTHON to another)"]
+    has_venv, shared, version = facts
+    if has_venv != "True":
+        problems.append(f"{BUILD_PYTHON} cannot make a venv with pip: install "
+                        f"python{version}-venv (Debian), or set BINARY_BUILD_PYTHON")
+    if shared != "True":
+        problems.append(f"{BUILD_PYTHON} has no shared libpython{version}, which PyInstaller "
+                        f"bundles: install libpython{version} (Debian), or set "
+                        "BINARY_BUILD_PYTHON")
+    for tool, package in HOST_TOOLS.items():
+        if shutil.which(tool) is None:
+            problems.append(f"no {tool}, which the binary build runs: install {package}")
+    return problems
 
 
 def venv(work: Path) -> Path:

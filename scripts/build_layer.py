@@ -14,27 +14,26 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-NAME = "parameters-secrets-sidecar"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from buildlib import BOTOCORE_SERVICES, NAME, REPO, REQUIREMENTS, log, write_zip
+
 VERSIONS = ("3.11", "3.12", "3.13")
 ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}
-REQUIREMENTS = ("aiohttp", "aiobotocore", "cachetools", "uvloop")
-BOTOCORE_SERVICES = {"ssm", "secretsmanager", "sts", "s3"}
 BUDGET_BYTES = 25 * 1024 * 1024
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 DROP_DIRS = {"tests", "test", "__pycache__"}
-
-
-def log(message: str) -> None:
-    print(f"build-layer: {message}", flush=True)
-
+# The Debian package that brings a strip able to read each architecture's ELF files (binutils'
+# own strip reads only the machine's; llvm-strip reads every architecture and is used if present).
+STRIP_PACKAGES = {"x86_64": "binutils-x86-64-linux-gnu", "arm64": "binutils-aarch64-linux-gnu"}
 
 def interpreters(version: str) -> list[str]:
     """Places a CPython ``version`` may be: PATH, pyenv's versions, Lambda's /var/lang."""
@@ -134,14 +133,48 @@ def split_common(stages: dict[str, Path], common: Path) -> None:
                 shutil.rmtree(other) if other.is_dir() else other.unlink()
 
 
+def this_arch() -> str:
+    return "arm64" if platform.machine() == "aarch64" else "x86_64"
+
+
 def strip_tool(arch: str) -> str | None:
-    """A strip that reads the target's ELF files (llvm-strip reads every architecture)."""
-    for candidate in ("llvm-strip", f"{ARCHES[arch]}-linux-gnu-strip"):
+    """A strip that reads the target's ELF files: binutils' for the target, or the machine's
+    own binutils strip for the machine's architecture, or llvm-strip (any architecture)."""
+    for candidate in (f"{ARCHES[arch]}-linux-gnu-strip", "llvm-strip"):
         if shutil.which(candidate):
             return candidate
-    if arch == "x86_64" and shutil.which("strip"):
+    if arch == this_arch() and shutil.which("strip"):
         return "strip"
     return None
+
+
+def strip_advice(arch: str) -> str:
+    package = "binutils" if arch == this_arch() else STRIP_PACKAGES[arch]
+    return (f"{arch}: no strip for {arch} ELF files (install {package}): the layer's shared "
+            "objects keep their symbols, a larger zip")
+
+
+def missing_prerequisites(arches: list[str], versions: tuple[str, ...]) -> list[str]:
+    """Everything the Python layer build would stop on, found before anything is downloaded:
+    one line each, saying what to install or which flag to use."""
+    problems = []
+    unknown = [version for version in versions if version not in VERSIONS]
+    if unknown or not versions:
+        problems.append(f"--python-versions {','.join(versions) or '(empty)'}: the layer "
+                        f"supports {', '.join(VERSIONS)}")
+    present = available_versions()
+    absent = [version for version in versions if version in VERSIONS and version not in present]
+    if absent:
+        flag = (f"or build for the ones this machine has: --python-versions {','.join(present)}"
+                if present else "(CPython 3.11 or newer)")
+        problems.append(
+            f"no {', '.join('python' + version for version in absent)} on this machine (each "
+            f"version compiles its own tree; a release layer carries {', '.join(VERSIONS)}): "
+            f"install {'it' if len(absent) == 1 else 'them'} (pyenv, python.org builds) {flag}")
+    if importlib.util.find_spec("pip") is None:
+        problems.append(f"{sys.executable} has no pip: run scripts/build-layer, which makes "
+                        ".venv with it")
+    return problems
 
 
 def trim(tree: Path, arch: str) -> None:
@@ -159,8 +192,7 @@ def trim(tree: Path, arch: str) -> None:
             source.unlink()
     tool = strip_tool(arch)
     if tool is None:
-        log(f"{arch}: no strip for this architecture (install llvm); shared objects keep symbols")
-        return
+        return  # said once, before the build (strip_advice)
     for binary in tree.rglob("*.so"):
         done = subprocess.run([tool, "--strip-unneeded", str(binary)], check=False,
                               capture_output=True, text=True)
@@ -190,21 +222,6 @@ def compile_trees(root: Path, versions: tuple[str, ...]) -> None:
         for tree in (root / "common", root / tag):
             subprocess.run([interpreter, "-m", "compileall", "-q", "-j", "0",
                             "--invalidation-mode", "unchecked-hash", str(tree)], check=True)
-
-
-def write_zip(source: Path, destination: Path) -> int:
-    """A reproducible zip: sorted entries, fixed timestamps, exec bits kept."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for path in sorted(source.rglob("*")):
-            if path.is_dir():
-                continue
-            info = zipfile.ZipInfo(str(path.relative_to(source)), ZIP_DATE)
-            mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            info.external_attr = (0o100000 | mode) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes(), compresslevel=9)
-    return destination.stat().st_size
 
 
 def build(arch: str, versions: tuple[str, ...], out: Path, work: Path) -> Path:
@@ -249,27 +266,35 @@ def main(argv: list[str] | None = None) -> int:
                              "architecture, or with --arch arm64 on x86_64 under emulation")
     args = parser.parse_args(argv)
     if args.binary:
-        import platform
+        import build_binary
 
-        from build_binary import build as build_binary
-        from build_binary import build_emulated_arm64
-
-        here = "arm64" if platform.machine() == "aarch64" else "x86_64"
+        here = this_arch()
         wanted = [here] if args.arch is None else list(ARCHES) if args.arch == "all" \
             else [args.arch]
+        stop(build_binary.missing_prerequisites(wanted, here))
         for arch in wanted:
             if arch == here:
-                build_binary(args.out.resolve(), args.work.resolve())
-            elif arch == "arm64":
-                build_emulated_arm64(args.out.resolve())
+                build_binary.build(args.out.resolve(), args.work.resolve())
             else:
-                raise SystemExit("build-layer: build the x86_64 binary on an x86_64 machine")
+                build_binary.build_emulated_arm64(args.out.resolve())
         return 0
     versions = tuple(v.strip() for v in args.python_versions.split(",") if v.strip())
     arches = list(ARCHES) if args.arch in (None, "all") else [args.arch]
+    stop(missing_prerequisites(arches, versions))
+    for arch in arches:
+        if strip_tool(arch) is None:
+            log(strip_advice(arch))
     for arch in arches:
         build(arch, versions, args.out.resolve(), args.work.resolve())
     return 0
+
+
+def stop(problems: list[str]) -> None:
+    """Stop before any download when something is missing, one line per missing thing."""
+    if problems:
+        for problem in problems:
+            print(f"build-layer: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

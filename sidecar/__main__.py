@@ -75,6 +75,24 @@ def standalone(demo: bool, config_file: str | None = None) -> int:
     return 0
 
 
+def configured_port(config_file: str | None) -> int:
+    """The port the daemon would listen on with this environment and ``config_file``, by the
+    daemon's own rules (the variable wins over the file, the file over the default). Only the
+    port's inputs are read, so a shell without the daemon's token can ask too."""
+    from sidecar.config.agent_file import load_file
+    from sidecar.config.settings import TOKEN_VARIABLES, load
+
+    variables = TOKEN_VARIABLES
+    if config_file is not None:
+        listed = load_file(config_file).get("token_variables", TOKEN_VARIABLES)
+        variables = listed if isinstance(listed, tuple) else TOKEN_VARIABLES
+    env = dict.fromkeys(variables, "unused")  # load() wants a token; the port ignores it
+    variable = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+    if variable in os.environ:
+        env[variable] = os.environ[variable]
+    return load(env, config_file)[0].port
+
+
 def _unix_connection(path: str) -> http.client.HTTPConnection:
     """An HTTP connection over the Unix socket at ``path`` (README, "Where it listens")."""
     import http.client
@@ -94,24 +112,29 @@ def _unix_connection(path: str) -> http.client.HTTPConnection:
     return UnixConnection("localhost", timeout=2)
 
 
-def healthcheck(endpoint: str | None = None) -> int:
-    """0 when a daemon answers /ping on the configured port, or on the Unix socket
-    ``endpoint`` names (``unix:///path``)."""
+def healthcheck(config_file: str | None = None, endpoint: str | None = None) -> int:
+    """0 when a daemon answers /ping on the port the daemon itself would use, or on the Unix
+    socket ``endpoint`` names (``unix:///path``)."""
     import http.client
 
-    if endpoint and not endpoint.startswith("unix:///"):
+    from sidecar.config.agent_file import AgentConfigError
+    from sidecar.config.settings import ConfigError
+
+    try:
+        if endpoint and not endpoint.startswith("unix:///"):
+            raise ConfigError(f"--healthcheck {endpoint!r}: expected unix:///path/to/socket "
+                              "(or nothing: the configured port)")
+        port = 0 if endpoint else configured_port(config_file)
+    except (ConfigError, AgentConfigError) as exc:  # no daemon can run with this configuration
         print("unhealthy")
-        print(f"[parameters-secrets-sidecar] ERROR --healthcheck {endpoint!r}: expected "
-              "unix:///path/to/socket (or nothing: the configured port)", file=sys.stderr,
-              flush=True)
+        print(f"[parameters-secrets-sidecar] ERROR {exc}", file=sys.stderr, flush=True)
         return 1
-    port = os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "").strip() or "2773"
     try:
         conn = _unix_connection(endpoint[len("unix://"):]) if endpoint \
-            else http.client.HTTPConnection("127.0.0.1", int(port), timeout=2)
+            else http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         conn.request("GET", "/ping")
         healthy = conn.getresponse().read() == b"healthy"
-    except (OSError, ValueError, http.client.HTTPException):
+    except (OSError, http.client.HTTPException):
         healthy = False
     print("healthy" if healthy else "unhealthy")
     return 0 if healthy else 1
@@ -146,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true",
                         help="start an embedded fake AWS with sample data and print curl lines")
     parser.add_argument("--healthcheck", nargs="?", const="", metavar="unix:///PATH",
-                        help="exit 0 if a daemon answers /ping on the configured port, or on "
-                             "the Unix socket given, else 1 (for container HEALTHCHECKs; needs "
-                             "no curl)")
+                        help="exit 0 if a daemon answers /ping on the configured port (the "
+                             "environment's, else --config FILE's), or on the Unix socket "
+                             "given, else 1 (for container health checks; needs no curl)")
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="the Secrets Manager Agent's TOML configuration file (flat or "
                              "nested keys); environment variables override it")
@@ -160,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         arguments = arguments[2:]
     args = parser.parse_args(arguments)
     if args.healthcheck is not None:
-        return healthcheck(args.healthcheck or None)
+        return healthcheck(args.config, args.healthcheck or None)
     if args.check_config:
         return check_config(args.check_config)
     if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:

@@ -25,7 +25,7 @@ def start_fake_aws() -> str:
     except ImportError:
         raise SystemExit(
             "[parameters-secrets-sidecar] ERROR demo mode needs moto: run 'bash scripts/demo' "
-            "from a clone (it installs it), or pip install 'moto[server,ssm,secretsmanager]'"
+            "from a clone (it installs it), or pip install 'moto[server,ssm,secretsmanager,s3]'"
         ) from None
     import logging
 
@@ -50,14 +50,42 @@ def prepare_environment(endpoint: str) -> None:
     })
 
 
+# The names the README's snippets read (tests/test_snippets.py runs every snippet against the
+# demo and checks its answers against these): parameter name -> (type, value).
+SNIPPET_PARAMETERS = {
+    "/app/db/host": ("String", "db.example.internal"),
+    "/app/config.json": ("String", '{"pool_size": 10, "feature_x": true}'),
+    "/app/a": ("String", "alpha"),
+    "/app/b": ("SecureString", "bravo-secret"),
+    "/app/flag": ("String", "on"),
+}
+# secret id -> its versions, oldest first (the last is AWSCURRENT, the one before AWSPREVIOUS).
+SNIPPET_SECRETS = {"prod/db": ('{"username": "app", "password": "demo-prod-previous"}',
+                               '{"username": "app", "password": "demo-prod-password"}')}
+SNIPPET_BUCKET = "demo-config"
+SNIPPET_OBJECTS = {"allow-list.txt": b"alice\nbob\n"}
+
+
 def seed(endpoint: str) -> None:
-    """Sample parameters and secrets covering every kind the API serves."""
+    """Sample parameters, secrets and an S3 object covering every kind the API serves, and the
+    names the README's snippets use."""
     import botocore.session
 
     session = botocore.session.get_session()
     ssm: Any = session.create_client("ssm", region_name=DEMO_REGION, endpoint_url=endpoint)
     sm: Any = session.create_client("secretsmanager", region_name=DEMO_REGION,
                                     endpoint_url=endpoint)
+    s3: Any = session.create_client("s3", region_name=DEMO_REGION, endpoint_url=endpoint)
+    for name, (kind, value) in SNIPPET_PARAMETERS.items():
+        ssm.put_parameter(Name=name, Type=kind, Value=value)
+    for name, (first, *later) in SNIPPET_SECRETS.items():
+        sm.create_secret(Name=name, SecretString=first)
+        for value in later:
+            time.sleep(0.01)  # distinct CreatedDate for each version
+            sm.put_secret_value(SecretId=name, SecretString=value)
+    s3.create_bucket(Bucket=SNIPPET_BUCKET)
+    for key, body in SNIPPET_OBJECTS.items():
+        s3.put_object(Bucket=SNIPPET_BUCKET, Key=key, Body=body, ContentType="text/plain")
     ssm.put_parameter(Name="/demo/greeting", Type="String",
                       Value="hello from parameters-secrets-sidecar")
     ssm.put_parameter(Name="/demo/regions", Type="StringList",
@@ -88,6 +116,7 @@ def curl_lines(port: int) -> list[str]:
         "/secretsmanager/get?secretId=demo/signing-key",
         "/v1/demo/db-credentials",
         "/systemsmanager/parameters/get?name=/demo/greeting&refreshNow=true",
+        f"/s3/get?bucket={SNIPPET_BUCKET}&key={next(iter(SNIPPET_OBJECTS))}",
     ]
     return [f"curl -si {header} '{base}{path}'" for path in paths]
 
@@ -96,6 +125,8 @@ def banner(port: int) -> str:
     lines = ["", "Demo mode: a fake AWS (moto) with sample data is running inside this process.",
              "Paste any of these (X-Cache and Age show the cache at work):", ""]
     lines += [f"  {line}" for line in curl_lines(port)]
-    lines += ["", "The README's code snippets read the token from AWS_TOKEN; in their shell first:",
+    names = ", ".join([*SNIPPET_PARAMETERS, *SNIPPET_SECRETS, f"s3://{SNIPPET_BUCKET}"])
+    lines += ["", f"The README's code snippets work against it too ({names} are here).",
+              "They read the token from AWS_TOKEN; in their shell first:",
               "", f"  export AWS_TOKEN={DEMO_TOKEN}", "", "Stop with Ctrl-C.", ""]
     return "\n".join(lines)

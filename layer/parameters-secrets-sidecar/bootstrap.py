@@ -20,4 +20,4 @@ sys.path[:0] = [compiled, os.path.join(here, "common")]
 
 from sidecar.__main__ import main  # noqa: E402  (the path above must come first)
 
-sys.exit(main([]))
+sys.exit(main(sys.argv[1:]))  # the launcher's arguments (none in Lambda)
