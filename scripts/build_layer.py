@@ -204,6 +204,10 @@ def copy_project(root: Path) -> None:
     shutil.copytree(REPO / "sidecar", root / "common" / "sidecar",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy2(REPO / "layer" / NAME / "bootstrap.py", root / "bootstrap.py")
+    # The Lambda exec wrapper (AWS_LAMBDA_EXEC_WRAPPER): a shell script and its stdlib entry.
+    for part in ("exec-wrapper", "envwrap.py"):
+        shutil.copy2(REPO / "layer" / NAME / part, root / part)
+    (root / "exec-wrapper").chmod(0o755)
     extensions = root.parent / "extensions"
     extensions.mkdir()
     launcher = extensions / NAME

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAKE_CREDS, REGION, Aws
+from tests.support import runtimes
 from tests.support.lambda_api import FakeExtensionsApi
 from tests.support.process import REPO, Daemon, Process, clean_env, free_port
 from tests.support.proxy import FaultProxy
@@ -52,6 +54,11 @@ def opt(layer_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
+def archive_info(layer: Path, name: str) -> zipfile.ZipInfo:
+    with zipfile.ZipFile(layer) as archive:
+        return archive.getinfo(name)
+
+
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in root.rglob("*")}
@@ -63,6 +70,9 @@ def test_layer_has_the_documented_layout(layer_zip: Path) -> None:
         launcher = archive.getinfo(LAUNCHER)
     assert (launcher.external_attr >> 16) & 0o111  # executable
     assert "parameters-secrets-sidecar/bootstrap.py" in names
+    assert "parameters-secrets-sidecar/envwrap.py" in names  # the exec wrapper's entry
+    wrapper = archive_info(layer_zip, "parameters-secrets-sidecar/exec-wrapper")
+    assert (wrapper.external_attr >> 16) & 0o111
     assert "python/sidecar_client/__init__.py" in names  # the client, on /opt/python
     assert "python/sidecar_client/py.typed" in names
     assert "parameters-secrets-sidecar/common/sidecar/__main__.py" in names
@@ -163,6 +173,45 @@ def test_function_init_code_reads_through_the_layer_client(
         assert init.stdout.strip() == "read during INIT"
         api.shutdown()
         assert daemon.finish() == 0
+    finally:
+        daemon.kill()
+        api.stop()
+
+
+def test_exec_wrapper_gives_the_runtime_its_values(opt: Path, tmp_path: Path, home: Path,
+                                                   proxy: FaultProxy, aws: Aws,
+                                                   unique: str) -> None:
+    """AWS_LAMBDA_EXEC_WRAPPER=/opt/parameters-secrets-sidecar/exec-wrapper, as built: the
+    runtime (a bare Python) sees the value at its first line, read through the layer's daemon."""
+    bin_dir = bare_python(PRESENT[0], tmp_path)
+    assert bin_dir is not None
+    value = f"from-the-layer-{uuid.uuid4().hex}"
+    aws.ssm.put_parameter(Name=f"/{unique}/wrapped", Type="SecureString", Value=value)
+    port = free_port()
+    api = FakeExtensionsApi(check_port=port, runtime_ready_at_start=False).start()
+    env = clean_env(home, {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "AWS_LAMBDA_RUNTIME_API": api.address,
+        "AWS_ENDPOINT_URL": proxy.url, "AWS_REGION": REGION, "AWS_TOKEN": "layer-token",
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port), **FAKE_CREDS,
+    })
+    env.pop("PYTHONPATH", None)
+    daemon = Daemon.attach(Process([str(opt / LAUNCHER)], env, cwd=tmp_path), "layer-token", port)
+    script = runtimes.write(tmp_path, "runtime.py", runtimes.PYTHON_RUNTIME)
+    try:
+        assert api.registered.wait(20)  # Lambda starts the runtime now
+        runtime = Process([str(opt / "parameters-secrets-sidecar" / "exec-wrapper"), "python3",
+                           str(script), "SECRET"],
+                          {**env, "SECRET": f"{{{{resolve:ssm-secure:/{unique}/wrapped}}}}"},
+                          cwd=tmp_path)
+        runtime.wait_for_output("pid ", timeout=60)
+        assert api.init_ended.wait(30)
+        digests, _, pid = runtimes.parse(runtime.output)
+        assert digests == {"SECRET": runtimes.digest(value)}
+        assert pid == runtime.proc.pid
+        runtime.kill()
+        api.shutdown()
+        assert daemon.finish() == 0
+        assert value not in runtime.output + daemon.output
     finally:
         daemon.kill()
         api.stop()
