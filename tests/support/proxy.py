@@ -192,7 +192,7 @@ class FaultProxy:
             api = f"S3.{request.method}"
             names = [request.path]
         credential = request.headers.get("Authorization", "").partition("Credential=")[2]
-        call = Call(api, names, region=(credential.split("/") + ["", "", ""])[2])
+        call = Call(api, names, region=[*credential.split("/"), "", "", ""][2])
         with self._lock:
             self.calls.append(call)
         rule = self._rule_for(api, names)
