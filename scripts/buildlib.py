@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 NAME = "parameters-secrets-sidecar"
 # The daemon's runtime dependencies, as pinned by constraints.txt (pyproject's dependencies).
 REQUIREMENTS = ("aiohttp", "aiobotocore", "cachetools", "uvloop")
-BOTOCORE_SERVICES = {"ssm", "secretsmanager", "sts", "s3"}
+BOTOCORE_SERVICES = {"ssm", "secretsmanager", "sts", "s3", "appconfigdata"}  # + port 2772
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from sidecar import __version__
 
+LOCAL_FILE = "PARAMETERS_SECRETS_EXTENSION_LOCAL_FILE"  # as config.settings.LOCAL_FILE
+
 if TYPE_CHECKING:
     import http.client
 
@@ -40,7 +42,8 @@ def standalone(demo: bool, config_file: str | None = None) -> int:
         demo_mode.seed(endpoint)
     try:
         settings, warnings = config.load(config_file=config_file)
-        _check_region(settings)
+        if settings.local_file is None:  # local mode makes no AWS call: no region needed
+            _check_region(settings)
         log_file = logs.file_path() if settings.log_to_file else None
     except config.ConfigError as exc:
         logs.fatal_line(str(exc))
@@ -160,11 +163,23 @@ def main(argv: list[str] | None = None) -> int:
         from sidecar.extension.lifecycle import run_extension
 
         return run_extension()
+    if arguments[:1] == ["env-resolve"]:
+        # The binary layer's Lambda exec wrapper (README, "Values in the environment"): the
+        # standard library only, before the runtime starts.
+        from sidecar.envref.wrapper import main as env_resolve
+
+        return env_resolve(arguments[1:])
+    if arguments[:1] == ["exec"]:
+        from sidecar.envref.command import main as exec_command
+
+        return exec_command(arguments[1:])
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="parameters-secrets-sidecar",
         description="Local HTTP cache for AWS SSM parameters and Secrets Manager secrets.",
+        epilog="parameters-secrets-sidecar exec [OPTIONS] -- COMMAND [ARGS...] runs COMMAND "
+               "with the {{resolve:...}} references in its environment resolved (exec --help).",
     )
     parser.add_argument("--demo", action="store_true",
                         help="start an embedded fake AWS with sample data and print curl lines")
@@ -177,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                              "nested keys); environment variables override it")
     parser.add_argument("--check-config", metavar="FILE",
                         help="validate the Agent configuration FILE and exit (0 when valid)")
+    parser.add_argument("--local", metavar="FILE",
+                        help="answer from FILE (TOML, or JSON by its .json name) with no AWS "
+                             "at all: parameters, secrets and S3 objects (README, Local mode; "
+                             "PARAMETERS_SECRETS_EXTENSION_LOCAL_FILE)")
     parser.add_argument("--version", action="version", version=__version__)
     if arguments[:2] == ["sm", "start"]:
         # The Workload Credentials Provider's command line: `... sm start --config FILE`.
@@ -186,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         return healthcheck(args.config, args.healthcheck or None)
     if args.check_config:
         return check_config(args.check_config)
+    if args.local is not None:
+        os.environ[LOCAL_FILE] = args.local  # the option wins over the variable
+    if args.demo and os.environ.get(LOCAL_FILE, "").strip():
+        print("[parameters-secrets-sidecar] ERROR --demo serves its own fake AWS: it cannot "
+              f"be used with --local ({LOCAL_FILE})", flush=True)
+        return 2
     if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not args.demo:
         from sidecar.extension.lifecycle import run_extension
 

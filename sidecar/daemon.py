@@ -9,18 +9,20 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Coroutine
+from typing import Any, cast
 
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from aiohttp import web
 
+from sidecar.aws.source import Source
 from sidecar.aws.upstream import Upstream
 from sidecar.cache.resolver import Resolver
 from sidecar.config.settings import Settings
 from sidecar.core import logs
 from sidecar.core.metrics import Metrics
 from sidecar.http.api import Api, build_server
+from sidecar.http.appconfig import AppConfigListener
 from sidecar.http.clients import ClientGuard
 from sidecar.http.listener import Listeners
 from sidecar.http.token import TokenSource
@@ -78,6 +80,15 @@ async def _close_quickly(daemon: Daemon) -> None:
         await asyncio.wait_for(daemon.upstream.close(), CLOSE_SECS)
 
 
+def _source(settings: Settings, session: AioSession, metrics: Metrics) -> Source:
+    """What the cache fetches from: AWS, or in local mode the file (README, Local mode)."""
+    if settings.local_file:
+        from sidecar.aws.local import LocalUpstream
+
+        return LocalUpstream(settings.local_file, metrics)
+    return Upstream(settings, session=session, metrics=metrics)
+
+
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -85,7 +96,8 @@ class Daemon:
         # Kept to ask it for credentials after the clients exist: it caches what it found, so
         # asking costs nothing then (see _report_missing_credentials).
         self._session = get_session()
-        self.upstream = Upstream(settings, session=self._session, metrics=self.metrics)
+        # The cache still names Upstream; LocalUpstream is the same Source (aws/source.py).
+        self.upstream = cast(Upstream, _source(settings, self._session, self.metrics))
         self.resolver = Resolver(settings, self.upstream, metrics=self.metrics)
         self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver,
                        self.metrics, token_headers=settings.token_headers,
@@ -101,6 +113,13 @@ class Daemon:
         self.prefetched: asyncio.Future[None] | None = None
         self.failure: BaseException | None = None
         self._listeners: Listeners | None = None
+        # The AppConfig agent's port, same process and loop (README, "AppConfig (port 2772)").
+        self.appconfig: AppConfigListener | None = None
+        if settings.appconfig.wanted and not settings.local_file:
+            self.appconfig = AppConfigListener(
+                settings.appconfig, self.upstream, self.resolver.cache, self.resolver.clock,
+                self.metrics, (settings.max_inbound_connections, settings.cache_bytes),
+                DRAIN_SECS)
 
     async def start(self, listeners: Listeners) -> None:
         """Serve on every socket of ``listeners`` at once (one server: admission, token and
@@ -119,12 +138,27 @@ class Daemon:
         for sock in listeners.sockets:
             await web.SockSite(self._runner, sock, shutdown_timeout=DRAIN_SECS,
                                backlog=LISTEN_BACKLOG).start()
+        await self._start_appconfig(listeners)
         for note in listeners.notes:
             logs.debug(note)
         if listeners.beyond_loopback:
             logs.warn(f"listening beyond loopback on {listeners.beyond_loopback}: plain HTTP, "
                       "served only to the allowed clients with the token",
                       allowed_clients=",".join(self.settings.allowed_clients))
+
+    async def _start_appconfig(self, listeners: Listeners) -> None:
+        if self.appconfig is None:
+            if listeners.appconfig:  # local mode: the file holds no AppConfig data
+                logs.warn("AppConfig is not served in local mode")
+                for sock in listeners.appconfig:
+                    sock.close()
+                listeners.appconfig.clear()
+            return
+        await self.appconfig.start(listeners.appconfig, listeners.appconfig_problem)
+        landed = self.appconfig.prefetch()
+        if landed is not None and self.prefetched is not None:
+            # One "prefetched" for both ports: INIT waits for both where it waits at all.
+            self.prefetched = asyncio.ensure_future(_all(self.prefetched, landed))
 
     def _begin_prefetch(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         settings = self.settings
@@ -164,8 +198,8 @@ class Daemon:
         N12: otherwise only each read's 500 body says so). Creating the clients already walked
         the chain; the session kept the outcome, so this makes no call of its own unless the
         chain found nothing (then it walks it once more, within the warm-up's bound)."""
-        if self.settings.credentials_file:
-            return  # its provider reports its own problems
+        if self.settings.credentials_file or self.settings.local_file:
+            return  # its provider reports its own problems; local mode needs none
         if await self._session.get_credentials() is None:
             logs.error(NO_CREDENTIALS)
 
@@ -179,9 +213,12 @@ class Daemon:
     async def stop(self, drain_secs: float = DRAIN_SECS) -> None:
         """Answer new reads 503, let in-flight ones finish (bounded), close the AWS clients."""
         self.api.shutting_down = True
+        if self.appconfig is not None:
+            self.appconfig.api.shutting_down = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_secs
-        while self.server.busy_connections() and loop.time() < deadline:
+        while (self.server.busy_connections() or (self.appconfig and self.appconfig.busy())) \
+                and loop.time() < deadline:
             await asyncio.sleep(DRAIN_POLL_SECS)
         if self._warmup is not None and not self._warmup.done():
             self._warmup.cancel()
@@ -192,10 +229,17 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.prefetched
         await self._runner.cleanup()
+        if self.appconfig is not None:
+            await self.appconfig.stop()
         if self._listeners is not None:
             self._listeners.close()  # the Unix socket's file goes with it
         await self.resolver.close()
         await self.upstream.close()
+
+
+async def _all(*waits: Awaitable[Any]) -> None:
+    for wait in waits:
+        await wait
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -226,7 +270,7 @@ async def run_standalone(settings: Settings, listeners: Listeners) -> None:
         loop.add_signal_handler(signum, stop.set)
     daemon = Daemon(settings)
     # (The Agent skips validation for file credentials too.) A signal ends start-up at once.
-    if settings.validate_credentials and not settings.credentials_file \
+    if settings.validate_credentials and not (settings.credentials_file or settings.local_file) \
             and not await _unless_stopped(validate_credentials(daemon), stop):
         logs.info("stopped during start-up", reason="signal")
         await _close_quickly(daemon)

@@ -11,7 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from sidecar.config import listen
+from sidecar.config import appconfig, listen
+from sidecar.config.appconfig import AppConfigSettings
 from sidecar.core.key import Key
 
 # Standard library only, and little of it: Lambda mode loads this before the register call,
@@ -51,6 +52,7 @@ MANAGED_INSTANCES = "lambda-managed-instances"
 DEFAULT_S3_MAX_OBJECT_BYTES = 1024 * 1024
 DEFAULT_METRICS_NAMESPACE = "ParametersSecretsSidecar"
 MAX_S3_MAX_OBJECT_BYTES = 100 * 1024 * 1024
+LOCAL_FILE = "PARAMETERS_SECRETS_EXTENSION_LOCAL_FILE"
 
 
 class ConfigError(Exception):
@@ -107,6 +109,10 @@ class Settings(NamedTuple):
     unix_socket_group: int | None = None
     bind_address: str | None = None
     allowed_clients: tuple[str, ...] = ()
+    # Local mode: answer from this file, with no AWS (config/local_file.py; README, Local mode).
+    local_file: str | None = None
+    # The AppConfig agent's listener (port 2772): config/appconfig.py, README "AppConfig".
+    appconfig: AppConfigSettings = AppConfigSettings()
 
     def __repr__(self) -> str:  # never the token
         return f"Settings(token=<redacted>, token_source={self.token_source!r}, ...)"
@@ -153,6 +159,8 @@ class Settings(NamedTuple):
             "config_file": self.config_file or "(none)",
             "unix_socket": self.unix_socket or "(none)",
             "bind_address": self.bind_address or "(none)",
+            "local_file": self.local_file or "(none)",
+            **self.appconfig.describe(),
         }
 
 
@@ -385,6 +393,22 @@ def _overlay(settings: Settings, env: Mapping[str, str],
     return settings._replace(**changes)
 
 
+def _local_file(env: Mapping[str, str]) -> str | None:
+    """``PARAMETERS_SECRETS_EXTENSION_LOCAL_FILE`` (``--local FILE``), checked whole now: a bad
+    file stops the start with its one line (the file, the entry, what is wrong)."""
+    path = env.get(LOCAL_FILE, "").strip()
+    if not path:
+        return None
+    from sidecar.config.local_data import LocalFileError
+    from sidecar.config.local_file import load as load_local
+
+    try:
+        load_local(path)
+    except LocalFileError as exc:
+        raise ConfigError(str(exc)) from None
+    return path
+
+
 def load(env: Mapping[str, str] | None = None, config_file: str | None = None
          ) -> tuple[Settings, list[str]]:
     """Build the settings from ``env`` (default: the process environment) and, when given, the
@@ -481,9 +505,14 @@ def load(env: Mapping[str, str] | None = None, config_file: str | None = None
         metrics_namespace=_namespace(env),
         config_file=config_file,
         prefetch_tags=prefetch_tags,
+        local_file=_local_file(env),
         **listening,
     )
     if from_file:
         warnings.extend(_conflicts(settings, env, from_file))
         settings = _overlay(settings, env, from_file)
+    try:  # after the file: the two listeners' ports must differ, whichever set the main one
+        settings = settings._replace(appconfig=appconfig.load(env, settings.port, warnings))
+    except appconfig.AppConfigSettingError as exc:
+        raise ConfigError(str(exc)) from None
     return settings, warnings

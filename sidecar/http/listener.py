@@ -42,6 +42,9 @@ class Listeners:
         self.notes: list[str] = []  # logged at DEBUG once logging is set up
         self.beyond_loopback: str | None = None
         self._unix: tuple[str, int, int] | None = None  # path, st_dev, st_ino of our file
+        # The AppConfig agent's port (README, "AppConfig"): its sockets, or why there are none.
+        self.appconfig: list[socket.socket] = []
+        self.appconfig_problem: str | None = None
 
     def add(self, sock: socket.socket, address: str) -> None:
         sock.setblocking(False)
@@ -54,7 +57,7 @@ class Listeners:
     def close(self) -> None:
         """Close every socket and remove the Unix socket's file if it is still ours (same
         device and inode: a newer daemon's socket at the same path is left alone). Idempotent."""
-        for sock in self.sockets:
+        for sock in self.sockets + self.appconfig:
             sock.close()
         if self._unix is not None:
             path, device, inode = self._unix
@@ -85,6 +88,8 @@ def bind(settings: Settings) -> Listeners:
                                    settings.unix_socket_group)
             listeners._unix = (settings.unix_socket, *identity)
             listeners.add(sock, f"unix:{settings.unix_socket}")
+        if settings.appconfig.wanted:
+            _appconfig(settings.appconfig.port, settings.appconfig.required, listeners)
     except BaseException:
         listeners.close()
         raise
@@ -120,6 +125,28 @@ def _loopback_v6(port: int, notes: list[str]) -> socket.socket | None:
             return None
         raise ListenError(f"cannot listen on [::1]:{port} ({PORT_VARIABLE}): "
                           f"{_reason(exc)}") from None
+
+
+def _appconfig(port: int, required: bool, listeners: Listeners) -> None:
+    """The AppConfig port on 127.0.0.1 (and ::1 where it can be had). Taken: a ``ListenError``
+    where it was asked for, else the reason kept for one WARN line (Lambda's default: another
+    extension may hold it)."""
+    variable = "AWS_APPCONFIG_EXTENSION_HTTP_PORT"
+    try:
+        listeners.appconfig.append(_tcp("127.0.0.1", port, variable))
+    except ListenError as exc:
+        if required:
+            raise
+        listeners.appconfig_problem = str(exc)
+        return
+    if socket.has_ipv6:
+        try:
+            listeners.appconfig.append(socket.create_server(
+                ("::1", port), family=socket.AF_INET6, backlog=BACKLOG))
+        except OSError as exc:
+            listeners.notes.append(f"AppConfig port on 127.0.0.1 only ({_reason(exc)})")
+    for sock in listeners.appconfig:
+        sock.setblocking(False)
 
 
 def _reason(exc: OSError) -> str:
