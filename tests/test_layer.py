@@ -81,7 +81,7 @@ def test_layer_has_the_documented_layout(layer_zip: Path) -> None:
                    for n in names), f"no compiled aiohttp for {tag}"
         assert any(f"cpython-{tag[2:]}.pyc" in n for n in names)
     services = {n.split("/")[4] for n in names if "/botocore/data/" in n and n.count("/") > 5}
-    assert services == {"ssm", "secretsmanager", "sts", "s3"}
+    assert services == {"ssm", "secretsmanager", "sts", "s3", "appconfigdata"}
     assert not [n for n in names if "/tests/" in n]
     assert layer_zip.stat().st_size < 25 * 1024 * 1024
 
