@@ -159,6 +159,18 @@ def test_bad_config_exits_non_zero_with_one_line(start_daemon: StartDaemon, vari
     assert "expected" in lines[0]
 
 
+def test_bad_config_line_is_json_when_lambda_logs_are(start_daemon: StartDaemon) -> None:
+    """N14: with AWS_LAMBDA_LOG_FORMAT=JSON the start-up error is the logger's JSON object."""
+    daemon = start_daemon(wait=False, AWS_LAMBDA_LOG_FORMAT="json",
+                          SSM_PARAMETER_STORE_TTL="-1")
+    assert daemon.finish() != 0
+    lines = daemon.output.strip().splitlines()
+    assert len(lines) == 1, lines
+    line = json.loads(lines[0])
+    assert (line["level"], line["logger"]) == ("ERROR", "parameters-secrets-sidecar")
+    assert "SSM_PARAMETER_STORE_TTL='-1'" in line["message"]
+
+
 def test_no_token_refuses_to_start(start_daemon: StartDaemon) -> None:
     daemon = start_daemon(wait=False, AWS_TOKEN="")
     assert daemon.finish() != 0
