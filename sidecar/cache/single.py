@@ -166,7 +166,7 @@ class SingleReads:
         if background:
             outcome = "success" if error is None else "failure"
             self.metrics.refreshes[(key.limits(), outcome)] += 1
-        if error is not None and not isinstance(error, Released):
+        if error is not None and logs.debug_on() and not isinstance(error, Released):
             logs.debug("fetch failed", name=key.describe(),
                        error=getattr(error, "code", type(error).__name__))
 
