@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -278,8 +279,19 @@ def test_arm64_root_says_why_it_cannot_run(tmp_path: Path) -> None:
     nobody = shutil.which("setpriv")
     if os.geteuid() != 0 or not nobody:
         pytest.skip("needs root and setpriv to run the script as another user")
-    done = subprocess.run([nobody, "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
-                           str(SCRIPTS / "arm64-root")], capture_output=True, text=True,
-                          check=False, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    # A copy the other user can read: the checkout may sit in root's private home (CI's may).
+    readable = Path(tempfile.mkdtemp(prefix="arm64-root-"))
+    try:
+        (readable / "lib").mkdir()
+        shutil.copy(SCRIPTS / "arm64-root", readable / "arm64-root")
+        shutil.copy(SCRIPTS / "lib" / "strict.sh", readable / "lib" / "strict.sh")
+        for path in (readable, readable / "lib", *readable.rglob("*")):
+            path.chmod(0o755)
+        done = subprocess.run([nobody, "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "bash", str(readable / "arm64-root")], capture_output=True,
+                              text=True, check=False, cwd="/",
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    finally:
+        shutil.rmtree(readable)
     assert (done.returncode, done.stderr.strip()) == \
         (3, "arm64-root: needs root (chroot, binfmt_misc)")
