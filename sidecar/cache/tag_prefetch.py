@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 from sidecar.aws.source import Source
 from sidecar.cache.resolver import Resolver
@@ -39,10 +40,11 @@ def within_room(keys: tuple[Key, ...], limit: int) -> tuple[Key, ...]:
     return tuple(kept)
 
 
-async def prefetch(settings: Settings, resolver: Resolver, upstream: Source) -> None:
-    """The whole prefetch: jitter, the explicit list, then the tag keys."""
+async def prefetch(settings: Settings, resolver: Resolver, upstream: Source,
+                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """The whole prefetch: jitter (``sleep``, seconds), the explicit list, then the tag keys."""
     if settings.prefetch_jitter_secs:
-        await asyncio.sleep(random.uniform(0, settings.prefetch_jitter_secs))
+        await sleep(random.uniform(0, settings.prefetch_jitter_secs))
     limit = room(settings)
     keys = within_room(settings.prefetch, limit)
     if keys:
