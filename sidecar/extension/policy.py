@@ -44,7 +44,8 @@ def memory_mb(env: Mapping[str, str]) -> int | None:
 def plan(settings: Settings, env: Mapping[str, str]) -> InitPlan:
     """Whether the first ``event/next`` waits for the start-up, from the settings and the
     function's memory size and initialization type."""
-    prefetch = settings.prefetch_wait and bool(settings.prefetch or settings.prefetch_tags)
+    prefetch = settings.prefetch_wait and bool(settings.prefetch or settings.prefetch_tags
+                                               or settings.appconfig.prefetch)
     bound = settings.prefetch_wait_ms / 1000
     memory = memory_mb(env)
     if settings.init_mode == "early":
