@@ -49,13 +49,17 @@ def test_a_read_by_arn_is_signed_for_the_region_it_names(
     assert _regions(proxy, f"/{unique}/missing") == {"us-east-1"}
 
 
-def test_a_malformed_region_in_an_arn_is_refused_before_any_call(
-        shared_daemon: object, proxy: FaultProxy, unique: str) -> None:
-    from tests.support.process import Daemon
-
-    assert isinstance(shared_daemon, Daemon)
-    arn = f"arn:aws:ssm:Not_A_Region:123456789012:parameter/{unique}/x"
-    refused = shared_daemon.param(arn)
-    assert (refused.status_code, refused.json()["__type"]) == (400, "InvalidParameterValue")
-    assert "region" in refused.json()["message"]
+def test_malformed_and_unknown_regions_are_refused_before_any_call(
+        start_daemon: StartDaemon, aws: Aws, proxy: FaultProxy, unique: str) -> None:
+    west_ssm = _other_region(aws, "ssm")
+    west_ssm.put_parameter(Name=f"/{unique}/x", Type="String", Value="west")  # type: ignore[attr-defined]
+    daemon = start_daemon()
+    for region in ["Not_A_Region", *(f"zz-typo-{index}" for index in range(20))]:
+        arn = f"arn:aws:ssm:{region}:123456789012:parameter/{unique}/x"
+        refused = daemon.param(arn)
+        assert (refused.status_code, refused.json()["__type"]) == (400, "InvalidParameterValue")
+        assert "region" in refused.json()["message"]
     assert proxy.count_matching(unique) == 0
+    # Typos hold nothing: a real region is still reached after any number of them.
+    real = daemon.param(f"arn:aws:ssm:{OTHER}:123456789012:parameter/{unique}/x")
+    assert (real.status_code, real.json()["Parameter"]["Value"]) == (200, "west")

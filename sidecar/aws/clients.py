@@ -19,7 +19,6 @@ from botocore.exceptions import ClientError
 
 from sidecar import __version__
 from sidecar.aws.errors import outcome_kind, translate
-from sidecar.aws.regions import MAX_REGIONS
 from sidecar.aws.roles import SESSION_NAME, Metadata, RoleClients, once
 from sidecar.config.settings import Settings
 from sidecar.core import logs
@@ -61,6 +60,7 @@ class Clients:
         self._stack = AsyncExitStack()
         self._clients: dict[str, asyncio.Future[Any]] = {}
         self._regions: set[str] = set()
+        self._known: dict[str, frozenset[str]] = {}
         # The daemon's own region: a read by an ARN naming it uses the default clients.
         self.home_region: str | None = settings.region or self._session.get_config_variable(
             "region")
@@ -98,18 +98,31 @@ class Clients:
 
     async def client(self, service: str, region: str | None = None) -> Any:
         """The daemon's own client of ``service`` in ``region`` (None: the daemon's region),
-        created on first use; raises ``ApiError`` (400 ``TooManyRegions`` past the bound)."""
+        created on first use; raises ``ApiError`` (400 ``InvalidParameterValue`` for a region
+        where AWS does not offer the service)."""
         name = f"{service}@{region}" if region else service
         if region and region not in self._regions:
-            if len(self._regions) >= MAX_REGIONS:
-                raise ApiError(400, "TooManyRegions", f"reads by ARN reach at most "
-                               f"{MAX_REGIONS} other regions; cannot reach {region}")
+            # Only regions botocore's endpoint data lists for the service: a typo or a made-up
+            # region is refused before any call, and the clients stay bounded by that list.
+            if region not in await self._known_regions(service):
+                raise ApiError(400, "InvalidParameterValue", f"the ARN names the region "
+                               f"{region[:32]!r}, where AWS offers no {service} endpoint")
             self._regions.add(region)
         try:
             return await once(self._clients, name,
                               lambda: self._new_client(self._session, service, region))
         except Exception as exc:
             raise translate(exc) from None
+
+    async def _known_regions(self, service: str) -> frozenset[str]:
+        known = self._known.get(service)
+        if known is None:
+            regions: set[str] = set()
+            for partition in self._session.get_available_partitions():
+                regions.update(await self._session.get_available_regions(
+                    SERVICE_NAMES.get(service, service), partition))
+            known = self._known[service] = frozenset(regions)
+        return known
 
     async def warm(self, services: Iterable[str]) -> None:
         """Create these services' clients now; raises ``ApiError`` (no region, bad config)."""

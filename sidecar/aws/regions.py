@@ -3,8 +3,10 @@
 Parameters and secrets named by ARN (``arn:<partition>:ssm:<region>:<account>:parameter/...``,
 ``arn:<partition>:secretsmanager:<region>:<account>:secret:...``) live in the region the ARN
 names; AWS answers a request sent to another region with an error, so a read by such an ARN
-is sent to that region's endpoint (one client per region, created on first use). Names and
-paths carry no region: they go to the daemon's region.
+is sent to that region's endpoint (one client per region, created on first use, only for the
+regions botocore's endpoint data lists for the service). Names and paths carry no region: they
+go to the daemon's region, and so does a ``/aws/reference/secretsmanager/<ARN>`` name (SSM
+reads the secret; AWS documents no cross-region reference).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable
 from sidecar.aws.identity import arn_region
 from sidecar.core.errors import ApiError
 
-MAX_REGIONS = 16  # distinct regions besides the daemon's own (bounded, as roles are)
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 
 
