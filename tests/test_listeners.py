@@ -294,6 +294,18 @@ def test_a_directory_anyone_may_write_needs_the_sticky_bit(start_daemon: StartDa
     sock_dir.chmod(0o777)
     daemon = start_daemon(wait=False, **{SOCKET: str(sock_dir / "s.sock")})
     refused_at_start(daemon, "writable by everyone without the sticky bit")
+    # Every directory on the way counts (review): a subdirectory of it is no safer, and
+    # neither is a symlinked path into it.
+    (sock_dir / "sub").mkdir(mode=0o755)
+    daemon = start_daemon(wait=False, **{SOCKET: str(sock_dir / "sub" / "s.sock")})
+    refused_at_start(daemon, "writable by everyone without the sticky bit")
+    link = sock_dir.parent / f"{sock_dir.name}-link"
+    link.symlink_to(sock_dir / "sub")
+    try:
+        daemon = start_daemon(wait=False, **{SOCKET: str(link / "s.sock")})
+        refused_at_start(daemon, "writable by everyone without the sticky bit")
+    finally:
+        link.unlink()
     sock_dir.chmod(0o1777)
     daemon = start_daemon(**{SOCKET: str(sock_dir / "s.sock"), f"{SOCKET}_MODE": "0600"})
     assert stat.S_IMODE((sock_dir / "s.sock").lstat().st_mode) == 0o600

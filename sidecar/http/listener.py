@@ -153,6 +153,28 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
+def _unsafe_ancestor(directory: str) -> str | None:
+    """The first directory on the way to ``directory`` (as written, and with every symlink
+    resolved) that anyone may write to without the sticky bit: there another user could
+    rename a directory below and put their own socket in its place (as ssh's StrictModes
+    checks every directory up to the root)."""
+    for start in (os.path.abspath(directory), os.path.realpath(directory)):
+        current = start
+        while True:
+            try:
+                info = os.stat(current)
+            except OSError:
+                info = None
+            if info is not None and info.st_mode & stat.S_IWOTH \
+                    and not info.st_mode & stat.S_ISVTX:
+                return current
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+    return None
+
+
 def _unix(path: str, mode: int, group: int | None) -> tuple[socket.socket, tuple[int, int]]:
     """A listening Unix socket at ``path`` with ``mode`` and ``group``; the file's device and
     inode, to know it as ours at exit."""
@@ -165,11 +187,12 @@ def _unix(path: str, mode: int, group: int | None) -> tuple[socket.socket, tuple
                           f"{_reason(exc)}") from None
     if not stat.S_ISDIR(info.st_mode):
         raise ListenError(f"cannot use {where}: {directory!r} is not a directory")
-    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
-        raise ListenError(f"refusing {where}: its directory {directory!r} is writable by "
-                          "everyone without the sticky bit, so any user could replace the "
-                          "socket; use a directory only the daemon's user (and group) may "
-                          "write to")
+    unsafe = _unsafe_ancestor(directory)
+    if unsafe is not None:
+        raise ListenError(f"refusing {where}: {unsafe!r} is writable by everyone without the "
+                          "sticky bit, so any user could replace the socket or a directory "
+                          "on its way; use a directory only the daemon's user (and group) "
+                          "may write to")
     _clear(path, where)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     previous = os.umask(CREATE_UMASK)  # process-wide, for this bind only (start-up)
