@@ -129,6 +129,10 @@ def test_versions_labels_and_their_errors(local: Daemon) -> None:
     assert (first["Value"], first["Version"], first["Selector"]) == ("off", 1, ":1")
     labelled = ok(local.param("/app/flag", label="stable")).json()["Parameter"]
     assert (labelled["Value"], labelled["Selector"]) == ("off", ":stable")
+    # The selector inside the name, as GetParameter takes it (review).
+    for name, value in (("/app/flag:stable", "off"), ("/app/flag:1", "off"),
+                        ("/app/flag:2", "on")):
+        assert ok(local.param(name)).json()["Parameter"]["Value"] == value, name
     assert error(local.param("/app/flag", version="9"), "ParameterVersionNotFound") == (
         "Systems Manager could not find version 9 of /app/flag. Verify the version and try "
         "again.")

@@ -40,6 +40,7 @@ from sidecar.core.errors import ApiError
 from sidecar.core.key import S3, SECRETS, SSM, Key
 from sidecar.core.metrics import Metrics
 from sidecar.core.query import SECRET_REFERENCE
+from sidecar.core.reads import selected
 
 CHECK_SECS = 1.0  # the file is looked at no more often than this
 NOT_FOUND_CODES = ("ParameterNotFound", "ParameterVersionNotFound")
@@ -192,6 +193,10 @@ class LocalUpstream:
     # -- parameters -----------------------------------------------------------------------
     def _parameter(self, data: LocalData, key: Key) -> dict[str, Any]:
         """GetParameter's ``Parameter`` for ``key``; raises AWS's errors."""
+        if not (key.version or key.label):
+            # ``name:3`` or ``name:label`` in a single read's name, as GetParameter takes it.
+            parsed = selected(key.name, key.with_decryption, key.role)
+            key = key._replace(name=parsed.name, version=parsed.version, label=parsed.label)
         if key.name.startswith(SECRET_REFERENCE):
             return reference_document(data, key)
         found = data.parameters.get(parameter_identity(key.name))

@@ -108,7 +108,7 @@ def secret_path_read(raw_id: str, pairs: list[tuple[str, str]]) -> Read:
     return _secret_read(checked["secretId"], found)
 
 
-def _selected(entry: str, decrypt: bool, role: str | None) -> Key:
+def selected(entry: str, decrypt: bool, role: str | None) -> Key:
     """``name``, ``name:3`` (a version) or ``name:label``; an ARN's own colons are not
     selectors (only what follows ``:parameter/`` is looked at). On an
     ``/aws/reference/secretsmanager/`` name every selector is a version stage (a custom stage
@@ -133,7 +133,7 @@ def parameter_batch_read(pairs: list[tuple[str, str]]) -> Read:
     """``/systemsmanager/parameters/batch``."""
     names, found = collect_group(pairs, BATCH_KEYS, "name")
     decrypt, role = flag(found, "withDecryption"), role_of(found)
-    keys = tuple(dict.fromkeys(_selected(name, decrypt, role) for name in names))
+    keys = tuple(dict.fromkeys(selected(name, decrypt, role) for name in names))
     return Read(keys[0], flag(found, "refreshNow"), SSM_BATCH_READ, keys,
                 **extras(found, group=True))  # type: ignore[arg-type]
 
