@@ -363,6 +363,7 @@ def test_lambda_binds_every_socket_before_register(start_daemon: StartDaemon, aw
     ({BIND: "127.0.0.3"}, (BIND, ALLOWED)),
     ({BIND: "127.0.0.3", ALLOWED: "127.0.0.2/32", "AWS_TOKEN": ""}, (BIND, "auth token")),
     ({BIND: "0.0.0.0", ALLOWED: "127.0.0.2/32"}, (BIND, "0.0.0.0", "every interface")),
+    ({BIND: "::ffff:127.0.0.3", ALLOWED: "127.0.0.2/32"}, (BIND, "IPv6-mapped")),
     ({BIND: "127.0.0.3", ALLOWED: "0.0.0.0/0"}, (ALLOWED, "every address")),
 ])
 def test_the_extra_address_needs_a_token_and_an_allow_list(

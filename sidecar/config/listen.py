@@ -84,6 +84,10 @@ def bind_address(value: str) -> str:
     except ValueError:
         raise ValueError("one IPv4 or IPv6 address of this host, such as 172.18.0.5 "
                          "(not a host name)") from None
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        # ::ffff:a.b.c.d is an IPv4 address in IPv6 spelling: a v6 socket cannot bind it.
+        raise ValueError(f"the IPv4 address itself ({mapped}), not its IPv6-mapped form")
     if address.is_unspecified:
         raise ValueError("one address, not a wildcard: 0.0.0.0 and :: are every interface, "
                          "where this daemon never listens") from None
