@@ -17,7 +17,8 @@ AWS does, so both sides pay for TLS as they would in Lambda. Functions:
 - with a layer: the same three reads through the extension (standard library HTTP), the three
   prefetched (``PARAMETERS_SECRETS_EXTENSION_PREFETCH``), with the default INIT policy
   (``auto``) and with the other choice (``early`` or ``wait``), to show what the policy wins;
-- a function that reads nothing on its first invoke, with and without the extension;
+- a function that reads nothing on its first invoke (standard library only), with and without
+  the extension: the difference is the INIT the extension adds;
 - warm invokes: five more invokes reading the same three values, after the first.
 
 Medians of ``--runs`` runs, interleaved. Then the start-up CPU (scripts/coldstart_cpu.py), and
@@ -175,8 +176,11 @@ def one_run(case: Case, ctx: Context) -> dict[str, float]:
                                          stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
             processes.append(extension)
             wait(api.registered.is_set, "the extension never registered", processes)
-        function_env = {**env, "BENCH_FUNCTION": "boto3" if case.layer == "none" else "sidecar",
-                        "PYTHONPATH": str(ctx.boto3) if case.layer == "none" else ""}
+        # The baseline that reads uses boto3; one that reads nothing is the same function with
+        # and without the extension (so the difference is the INIT the extension adds).
+        boto3 = case.layer == "none" and case.reads
+        function_env = {**env, "BENCH_FUNCTION": "boto3" if boto3 else "sidecar",
+                        "PYTHONPATH": str(ctx.boto3) if boto3 else ""}
         runtime = subprocess.Popen(ctx.cpu.wrap([str(ctx.python), "-s", str(ctx.function)]),
                                    env=function_env, stdin=subprocess.DEVNULL)
         processes.append(runtime)
@@ -244,6 +248,8 @@ def measure_felt(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     function = tmp / "function.py"
     function.write_text(FUNCTION)
     cpu = CpuModel()
+    if args.priority:
+        cpu.prioritise(args.priority)
     ctx = Context(cpu, python_bin / "python3", boto3_tree(python_bin / "python3"), aws.url,
                   bundle, function, layers)
     todo = cases(args.models, args.sizes, list(layers))
@@ -268,6 +274,7 @@ def measure_felt(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                                   1) for field in runs[0]}}
                for case, runs in samples.items()]
     return {"python": args.python, "runs": args.runs, "cpu_model": cpu.kind or "estimated",
+            "priority": args.priority,
             "cpu_note": cpu.note, "layers": {k: str(v.launcher.parents[1]) for k, v in
                                               layers.items()},
             "auto_waits": {str(m): auto_waits(m) for m in args.sizes},
@@ -285,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
                         type=lambda raw: raw.split(","))
     parser.add_argument("--layer", type=Path, action="append", help="a layer zip (repeatable); "
                         "default: dist/'s Python layer, and its binary layer where built")
+    parser.add_argument("--priority", type=int, default=0, metavar="N",
+                        help="on a shared machine: weigh the sandbox and the fake AWS as N "
+                             "ordinary processes each (cgroup cpu.shares/cpu.weight), so that "
+                             "other load disturbs the figures less; 0 (default): as one")
     parser.add_argument("--skip-appconfig", action="store_true",
                         help="leave out the AppConfig port's INIT and memory")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -6,7 +6,8 @@ at register, when ``/ping`` first answers (serving) and when the first read of a
 (fetched from the fake AWS, over HTTPS) answers. Beside it, with the same interpreter and the
 layer's own packages: the CPU of a process that only starts Python (``python -s -c pass``) and
 of one that imports aiohttp (and aiohttp.web), aiobotocore (session and config), cachetools and
-uvloop, from exec to the end. The gap is serving's CPU over the libraries' import.
+uvloop, from exec to its ``os._exit`` (``wait4``, no teardown). The gap is serving's CPU over
+the libraries' import.
 
 What the binary's loader costs before Python runs: the CPU of ``--version`` (the daemon's entry
 point, argparse, exit) run as the binary, less the same run by the Python layer's code on a bare
@@ -23,15 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from coldstart_sandbox import TICK, cpu_secs
+from coldstart_sandbox import cpu_secs
 
 from tests.support.lambda_api import FakeExtensionsApi
 
 TOKEN = "bench-token"
 LIBRARIES = ("aiohttp", "aiohttp.web", "aiobotocore.session", "aiobotocore.config", "cachetools",
              "uvloop")
-SELF_CPU = ("f = open('/proc/self/stat').read().rsplit(')', 1)[1].split(); "
-            "print(int(f[11]) + int(f[12]))")
 
 
 class LayerLike(Protocol):
@@ -50,14 +49,13 @@ def _python_cpu(python: Path, code: str, tree: Path | None) -> float:
                               "{sys.version_info[1]}')"], capture_output=True, text=True,
                              check=True).stdout.strip()
         prefix = f"import sys; sys.path[:0] = [{str(tree / tag)!r}, {str(tree / 'common')!r}]; "
-    done = subprocess.run([str(python), "-s", "-c", prefix + code + "; " + SELF_CPU],
-                          capture_output=True, text=True, check=True,
-                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-    return int(done.stdout.split()[-1]) / TICK
+    # os._exit: the interpreter's teardown (tens of ms with all these modules) is no import.
+    return _whole_cpu([str(python), "-s", "-c", prefix + code + "; import os; os._exit(0)"],
+                      {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
 
 
-def _version_cpu(argv: list[str], env: dict[str, str]) -> float:
-    """CPU of a whole ``--version`` run."""
+def _whole_cpu(argv: list[str], env: dict[str, str]) -> float:
+    """CPU of a whole run, exit included (``wait4``: exact, where /proc's ticks are 10 ms)."""
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
@@ -135,11 +133,11 @@ def measure(layers: dict[str, Any], python_bin: Path, aws_url: str, bundle: Path
                 tree = layer.launcher.parents[1] / "parameters-secrets-sidecar"
                 sample["python_alone"] = _python_cpu(python, "pass", None)
                 sample["libraries"] = _python_cpu(python, "import " + ", ".join(LIBRARIES), tree)
-                sample["version"] = _version_cpu([str(python), "-s", "-c", (
+                sample["version"] = _whole_cpu([str(python), "-s", "-c", (
                     f"import sys; sys.path[:0] = [{str(tree / 'common')!r}]; "
                     "from sidecar.__main__ import main; sys.exit(main(['--version']))")], plain)
             else:
-                sample["version"] = _version_cpu([str(layer.launcher), "--version"], plain)
+                sample["version"] = _whole_cpu([str(layer.launcher), "--version"], plain)
             samples.append(sample)
         found[label] = {key: round(statistics.median(s[key] for s in samples) * 1000, 1)
                         for key in samples[0]}

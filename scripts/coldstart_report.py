@@ -87,8 +87,9 @@ def policy(result: dict[str, Any], model: str) -> list[str]:
 
 def nothing(result: dict[str, Any], model: str) -> list[str]:
     layers = _layers(result)
-    lines = [f"A function that reads nothing on its first invoke, `{model}` model (ms): INIT + "
-             "first invoke, and the INIT the extension adds (default policy)", "",
+    lines = [f"A function that reads nothing on its first invoke (standard library only), "
+             f"`{model}` model (ms): INIT + first invoke, and the INIT the extension adds "
+             "(default policy)", "",
              "| memory | no extension | " + " | ".join(
                  f"{layer} | INIT added" for layer in layers) + " |",
              "|---|---|" + "---|---|" * len(layers)]
@@ -154,7 +155,9 @@ def startup(result: dict[str, Any]) -> list[str]:
 
 def tables(result: dict[str, Any]) -> str:
     out = [f"bench-coldstart: Python {result['python']} (binary: its own), medians of "
-           f"{result['runs']}, CPU model: {result['cpu_model']}"]
+           f"{result['runs']}, CPU model: {result['cpu_model']}"
+           + (f", sandbox and fake AWS weighed as {result['priority']} processes each"
+              if result.get("priority") else "")]
     if result["cpu_note"]:
         out.append(f"note: {result['cpu_note']}")
     for model in _models(result):

@@ -114,6 +114,21 @@ class CpuModel:
             microseconds = -1 if vcpus is None else max(1000, round(vcpus * PERIOD_US))
             self._file("cpu.cfs_quota_us").write_text(str(microseconds))
 
+    def prioritise(self, factor: int) -> None:
+        """Weigh the sandbox, and this process (the fake AWS and Extensions API), as ``factor``
+        ordinary processes each, so that other load on a shared machine disturbs them less
+        (Lambda's sandbox has its vCPUs to itself). Undone by ``close``."""
+        if self.path is None:
+            return
+        weight = ("cpu.weight", str(min(10_000, 100 * factor))) if self.kind == "cgroup2" \
+            else ("cpu.shares", str(1024 * factor))
+        self._file(weight[0]).write_text(weight[1])
+        ours = self.path.with_name(self.path.name + "-aws")
+        ours.mkdir(exist_ok=True)
+        (ours / weight[0]).write_text(weight[1])
+        (ours / "cgroup.procs").write_text(str(os.getpid()))
+        self._ours: Path | None = ours
+
     def kill_all(self) -> None:
         """Kill whatever is left in the sandbox (a runtime never ends by itself)."""
         if self.path is None:
@@ -127,6 +142,11 @@ class CpuModel:
             self.kill_all()
             with contextlib.suppress(OSError):  # a process still exiting: the group stays
                 self.path.rmdir()
+        ours = getattr(self, "_ours", None)
+        if ours is not None:  # back where this process was, and the group gone
+            (ours.parent / "cgroup.procs").write_text(str(os.getpid()))
+            with contextlib.suppress(OSError):
+                ours.rmdir()
 
 
 def make_tls(where: Path) -> tuple[ssl.SSLContext, Path]:
