@@ -39,7 +39,6 @@ class EventPump:
         self.started = False
         self._released = threading.Event()
         self._hold_until = 0.0
-        self.held_to_bound = False
 
     def on_each_invoke(self, hook: Callable[[Event], None]) -> None:
         """Called from the pump's thread after each INVOKE is acknowledged."""
@@ -87,7 +86,6 @@ class EventPump:
     def _run(self, hold_secs: float) -> None:
         if not self._released.wait(hold_secs):
             self._released.set()
-            self.held_to_bound = True
             from sidecar.core import logs
 
             logs.warn("INIT wait bound reached before the daemon served; INIT ends now",
