@@ -61,10 +61,10 @@ from coldstart_sandbox import (  # noqa: E402
     make_tls,
     share,
 )
+from fake_extensions_api import FakeExtensionsApi  # noqa: E402
 
 from sidecar.config.settings import load  # noqa: E402
 from sidecar.extension import policy  # noqa: E402
-from tests.support.lambda_api import FakeExtensionsApi  # noqa: E402
 
 LAUNCHER = "extensions/parameters-secrets-sidecar"
 TOKEN = "bench-token"

@@ -11,7 +11,7 @@ for the start-up), three ways:
   then waits for it), and a first read of it.
 
 Measured: INIT (exec to INIT's end), exec to both ports accepting, and the resident memory of
-the extension's processes after the first reads. AppConfig Data is tests/support/appconfig_fake
+the extension's processes after the first reads. AppConfig Data is scripts/fake_appconfig
 over plain HTTP (``AWS_ENDPOINT_URL_APPCONFIGDATA``); nothing reaches AWS.
 
 ``measure(launchers, aws_url, bundle, runs)`` is what scripts/bench_coldstart.py calls;
@@ -34,9 +34,9 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
-from tests.support.appconfig_fake import AppConfigFake  # noqa: E402
-from tests.support.lambda_api import FakeExtensionsApi  # noqa: E402
-from tests.support.process import free_port  # noqa: E402
+from benchlib import free_port  # noqa: E402
+from fake_appconfig import AppConfigFake  # noqa: E402
+from fake_extensions_api import FakeExtensionsApi  # noqa: E402
 
 VARIANTS = ("alone", "both", "both, prefetch 1")
 CONFIG = ("bench-app", "prod", "flags")

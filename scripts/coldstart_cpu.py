@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from coldstart_sandbox import cpu_secs
-
-from tests.support.lambda_api import FakeExtensionsApi
+from fake_extensions_api import FakeExtensionsApi
 
 TOKEN = "bench-token"
 LIBRARIES = ("aiohttp", "aiohttp.web", "aiobotocore.session", "aiobotocore.config", "cachetools",

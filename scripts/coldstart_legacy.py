@@ -27,8 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
 from build_layer import bare_python, unpack  # noqa: E402
-
-from tests.support.lambda_api import FakeExtensionsApi  # noqa: E402
+from fake_extensions_api import FakeExtensionsApi  # noqa: E402
 
 LAUNCHER = "extensions/parameters-secrets-sidecar"
 TOKEN = "bench-token"
