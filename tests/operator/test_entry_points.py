@@ -20,9 +20,9 @@ import pytest
 
 from sidecar import __version__
 from tests.conftest import FAKE_CREDS, REGION
+from tests.operator.test_dockerfile import parse
 from tests.support.process import REPO, Daemon, Process, clean_env, free_port
 from tests.support.proxy import FaultProxy
-from tests.test_dockerfile import parse
 
 sys.path.insert(0, str(REPO / "scripts"))
 from build_layer import copy_project, unpack

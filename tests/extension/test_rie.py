@@ -25,7 +25,7 @@ from tests.conftest import FAKE_CREDS, REGION, Aws
 from tests.support.process import Process, clean_env, free_port
 from tests.support.proxy import FaultProxy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from build_layer import unpack
 
 RUNTIME = r"""
@@ -61,7 +61,7 @@ def test_python_layer_under_the_real_emulator(tmp_path_factory: pytest.TempPathF
                                               unique: str) -> None:
     rie = _rie()
     out = tmp_path_factory.mktemp("rie")
-    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts"
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[2] / "scripts"
                                         / "build_layer.py"), "--arch", "x86_64",
                     "--python-versions", f"{sys.version_info[0]}.{sys.version_info[1]}",
                     "--out", str(out), "--work", str(out / "work")], check=True)

@@ -416,7 +416,7 @@ def test_watch_keeps_values_when_a_reread_fails(start_daemon: StartDaemon, aws: 
 def test_the_readme_snippet_prints_what_it_says_against_the_demo(home: Path,
                                                                  tmp_path: Path) -> None:
     """The README's ``exec`` example, run as written (the console script as ``python -m``)."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [block] = [b for b in re.findall(r"^```sh\n(.*?)^```", readme, re.DOTALL | re.MULTILINE)
                if "parameters-secrets-sidecar exec" in b and "prints, against the demo" in b]
     printed = re.search(r"# prints, against the demo: (.*)$", block, re.MULTILINE)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.operator.test_service import throwaway_root  # noqa: F401  (the overlay fixture)
 from tests.support.process import REPO
-from tests.test_service import throwaway_root  # noqa: F401  (the overlay fixture)
 
 NAME = "parameters-secrets-sidecar"
 SERVICE = REPO / "service"

@@ -87,7 +87,7 @@ async def test_coalesced_waits_are_counted(start_daemon: StartDaemon, aws: Aws,
                                            unique: str) -> None:
     import asyncio
 
-    from tests.test_resilience import _gated_burst, _url
+    from tests.cache.test_resilience import _gated_burst, _url
 
     name = f"/{unique}/shared"
     aws.ssm.put_parameter(Name=name, Type="String", Value="v")
