@@ -50,8 +50,8 @@ def prepare_environment(endpoint: str) -> None:
     })
 
 
-# The names the README's snippets read (tests/operator/test_snippets.py runs every snippet against the
-# demo and checks its answers against these): parameter name -> (type, value).
+# The names the README's snippets read (tests/operator/test_snippets.py runs every snippet
+# against the demo and checks its answers against these): parameter name -> (type, value).
 SNIPPET_PARAMETERS = {
     "/app/db/host": ("String", "db.example.internal"),
     "/app/config.json": ("String", '{"pool_size": 10, "feature_x": true}'),
