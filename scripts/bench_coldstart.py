@@ -23,7 +23,8 @@ AWS does, so both sides pay for TLS as they would in Lambda. Functions:
 
 Medians of ``--runs`` runs, interleaved. Then the start-up CPU (scripts/coldstart_cpu.py), and
 INIT and memory with the AppConfig port beside (scripts/coldstart_appconfig.py;
-``--skip-appconfig`` leaves it out).
+``--skip-appconfig`` leaves it out), and the INIT the exec wrapper adds
+(scripts/coldstart_wrapper.py; ``--skip-wrapper``).
 
 Usage: scripts/bench-coldstart [--runs 5] [--python 3.12] [--sizes 128,512,1769]
        [--models init-unthrottled,throttled] [--layer ZIP ...] [--skip-appconfig] [--json]
@@ -49,6 +50,7 @@ sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 import coldstart_appconfig  # noqa: E402
 import coldstart_cpu  # noqa: E402
 import coldstart_report  # noqa: E402
+import coldstart_wrapper  # noqa: E402
 from benchlib import FakeAwsThread  # noqa: E402
 from build_layer import bare_python, unpack  # noqa: E402
 from coldstart_legacy import measure as measure  # noqa: E402  (scripts/bench's earlier figures)
@@ -270,6 +272,14 @@ def measure_felt(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 aws.url, str(bundle), args.runs)
         except Exception as exc:  # a later section: never lose the figures above to it
             appconfig = f"not measured: {type(exc).__name__}: {exc}"
+    wrapper: Any = None
+    if not args.skip_wrapper:
+        try:
+            wrapper = coldstart_wrapper.measure(
+                {label: (layer.launcher, layer.path) for label, layer in layers.items()},
+                python_bin / "python3", aws.url, str(bundle), args.runs, tmp)
+        except Exception as exc:  # a later section: never lose the figures above to it
+            wrapper = f"not measured: {type(exc).__name__}: {exc}"
     medians = [{**case._asdict(), **{field: round(statistics.median(s[field] for s in runs) * 1000,
                                                   1) for field in runs[0]}}
                for case, runs in samples.items()]
@@ -278,7 +288,8 @@ def measure_felt(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "cpu_note": cpu.note, "layers": {k: str(v.launcher.parents[1]) for k, v in
                                               layers.items()},
             "auto_waits": {str(m): auto_waits(m) for m in args.sizes},
-            "cases": medians, "startup_cpu": startup, "appconfig": appconfig}
+            "cases": medians, "startup_cpu": startup, "appconfig": appconfig,
+            "wrapper": wrapper}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="on a shared machine: weigh the sandbox and the fake AWS as N "
                              "ordinary processes each (cgroup cpu.shares/cpu.weight), so that "
                              "other load disturbs the figures less; 0 (default): as one")
+    parser.add_argument("--skip-wrapper", action="store_true",
+                        help="leave out the INIT the exec wrapper adds (issue 24)")
     parser.add_argument("--skip-appconfig", action="store_true",
                         help="leave out the AppConfig port's INIT and memory")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -173,4 +173,12 @@ def tables(result: dict[str, Any]) -> str:
                 coldstart_appconfig.table(appconfig)]
     elif appconfig:
         out += ["", f"AppConfig port: {appconfig}"]
+    wrapper = result.get("wrapper")
+    if isinstance(wrapper, dict):
+        import coldstart_wrapper
+
+        out += ["", "INIT with the exec wrapper (AWS_LAMBDA_EXEC_WRAPPER), a trivial runtime, "
+                "INIT unthrottled; medians", "", coldstart_wrapper.table(wrapper)]
+    elif wrapper:
+        out += ["", f"Exec wrapper: {wrapper}"]
     return "\n".join(out)
