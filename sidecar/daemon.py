@@ -10,11 +10,12 @@ import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Coroutine
-from typing import Any, cast
+from typing import Any
 
 from aiobotocore.session import AioSession, get_session
 from aiohttp import web
 
+from sidecar.aws.clients import Clients
 from sidecar.aws.source import Source
 from sidecar.aws.upstream import Upstream
 from sidecar.cache.resolver import Resolver
@@ -96,8 +97,7 @@ class Daemon:
         # Kept to ask it for credentials after the clients exist: it caches what it found, so
         # asking costs nothing then (see _report_missing_credentials).
         self._session = get_session()
-        # The cache still names Upstream; LocalUpstream is the same Source (aws/source.py).
-        self.upstream = cast(Upstream, _source(settings, self._session, self.metrics))
+        self.upstream = _source(settings, self._session, self.metrics)
         self.resolver = Resolver(settings, self.upstream, metrics=self.metrics)
         self.api = Api(TokenSource(settings.token, settings.token_file), self.resolver,
                        self.metrics, token_headers=settings.token_headers,
@@ -115,7 +115,8 @@ class Daemon:
         self._listeners: Listeners | None = None
         # The AppConfig agent's port, same process and loop (README, "AppConfig (port 2772)").
         self.appconfig: AppConfigListener | None = None
-        if settings.appconfig.wanted and not settings.local_file:
+        # AppConfig speaks to AWS itself: not in local mode, whose source is the file.
+        if settings.appconfig.wanted and isinstance(self.upstream, Clients):
             self.appconfig = AppConfigListener(
                 settings.appconfig, self.upstream, self.resolver.cache, self.resolver.clock,
                 self.metrics, (settings.max_inbound_connections, settings.cache_bytes),
