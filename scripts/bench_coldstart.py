@@ -167,25 +167,27 @@ def one_run(case: Case, ctx: Context) -> dict[str, float]:
     port = free_port()
     env = base_env(ctx, api, case, port)
     extension: subprocess.Popen[bytes] | None = None
-    started = time.monotonic()
     try:
         if case.layer != "none":
             layer = ctx.layers[case.layer]
             ext_env = {**env, "PATH": layer.path, "PARAMETERS_SECRETS_EXTENSION_INIT_MODE":
                        case.mode, "PARAMETERS_SECRETS_EXTENSION_PREFETCH":
                        PREFETCH if case.reads else ""}
-            extension = subprocess.Popen(ctx.cpu.wrap([str(layer.launcher)]), env=ext_env,
-                                         stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            extension = ctx.cpu.held([str(layer.launcher)], ext_env)
             processes.append(extension)
-            wait(api.registered.is_set, "the extension never registered", processes)
         # The baseline that reads uses boto3; one that reads nothing is the same function with
         # and without the extension (so the difference is the INIT the extension adds).
         boto3 = case.layer == "none" and case.reads
         function_env = {**env, "BENCH_FUNCTION": "boto3" if boto3 else "sidecar",
                         "PYTHONPATH": str(ctx.boto3) if boto3 else ""}
-        runtime = subprocess.Popen(ctx.cpu.wrap([str(ctx.python), "-s", str(ctx.function)]),
-                                   env=function_env, stdin=subprocess.DEVNULL)
+        runtime = ctx.cpu.held([str(ctx.python), "-s", str(ctx.function)], function_env)
         processes.append(runtime)
+        # Both wait in the sandbox already (held before their exec): INIT starts now.
+        started = time.monotonic()
+        if extension is not None:
+            ctx.cpu.release(extension)
+            wait(api.registered.is_set, "the extension never registered", processes)
+        ctx.cpu.release(runtime)  # Lambda starts the runtime once the extensions registered
         api.invoke_function({"read": case.reads}, extension=case.layer != "none")
         wait(lambda: len(api.responses) >= 1, "no answer to the first invoke", processes)
         assert api.init_ended_at is not None
