@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from sidecar import __version__
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the register path)
 LOCAL_FILE = "PARAMETERS_SECRETS_EXTENSION_LOCAL_FILE"  # as config.settings.LOCAL_FILE
 
 if TYPE_CHECKING:

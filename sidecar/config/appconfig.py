@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
+
+from sidecar.core.record import Record
 
 DEFAULT_PORT = 2772
 DEFAULT_POLL_INTERVAL_SECS = 45
@@ -69,7 +70,7 @@ def choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, 
     return lowered
 
 
-class ConfigId(NamedTuple):
+class ConfigId(Record):
     """One configuration: application, environment and profile, each a name or an id."""
 
     application: str
@@ -81,7 +82,7 @@ class ConfigId(NamedTuple):
         return f"{self.application}:{self.environment}:{self.profile}"
 
 
-class AppConfigSettings(NamedTuple):
+class AppConfigSettings(Record):
     wanted: bool = False  # serve the listener
     required: bool = False  # a port that cannot be bound stops the start (else: one warning)
     port: int = DEFAULT_PORT

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the register call
+if TYPE_CHECKING:
+    from typing import Any
 
 UNIX_SOCKET = "PARAMETERS_SECRETS_EXTENSION_UNIX_SOCKET"
 UNIX_SOCKET_MODE = "PARAMETERS_SECRETS_EXTENSION_UNIX_SOCKET_MODE"

@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from sidecar.config import listen
 from sidecar.config.appconfig import AppConfigSettings
 from sidecar.core.key import Key
+from sidecar.core.record import Record
 
 # Standard library only, and little of it: Lambda mode loads this before the register call,
 # and every millisecond here is added to the function's cold start.
@@ -49,7 +48,7 @@ MAX_S3_MAX_OBJECT_BYTES = 100 * 1024 * 1024
 LOCAL_FILE = "PARAMETERS_SECRETS_EXTENSION_LOCAL_FILE"
 
 
-class Settings(NamedTuple):
+class Settings(Record):
     token: str
     token_source: str
     port: int = 2773

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from sidecar.config import appconfig, listen
 
@@ -56,6 +55,10 @@ from sidecar.config.values import (
     _ttl,
 )
 from sidecar.core.key import Key
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the register call
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_INBOUND_CONNECTIONS",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from sidecar.core.record import Record
 
 SSM = "ssm"
 SECRETS = "secretsmanager"
@@ -10,7 +10,7 @@ SSM_PATH = "ssm-path"  # a GetParametersByPath answer, cached whole (SSM's TTL a
 S3 = "s3"  # an object's bytes; ``options`` holds the bucket and the object key
 
 
-class Key(NamedTuple):
+class Key(Record):
     """One cacheable answer. Built once per distinct request; also tells upstream which call to
     make. A tuple, so that hashing and comparing it on every hit run in C.
 

@@ -4,10 +4,12 @@ facts)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sidecar.core import fatal
 from sidecar.extension import minihttp
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the register call
+if TYPE_CHECKING:
+    from typing import Any
 
 API_VERSION = "2020-01-01"
 

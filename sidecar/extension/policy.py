@@ -17,9 +17,9 @@ Standard library only: this runs before the register call's first ``event/next``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from sidecar.config.settings import Settings
+from sidecar.core.record import Record
 
 MEMORY_VARIABLE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 # Lambda's CPU share reaches one vCPU at this memory size: below it the handler gets less CPU
@@ -28,7 +28,7 @@ ONE_VCPU_MB = 1769
 OFF_REQUEST_PATH = ("provisioned-concurrency", "snap-start", "lambda-managed-instances")
 
 
-class InitPlan(NamedTuple):
+class InitPlan(Record):
     wait: bool  # hold the first event/next until the daemon serves
     prefetch: bool  # ... and until the prefetch has landed
     bound_secs: float  # never hold it longer than this after register

@@ -6,14 +6,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from sidecar.core import fatal
 from sidecar.extension.api import ExtensionsApi, ExtensionsApiError
 
-MAX_MALFORMED_EVENTS = 5
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before the register call
+if TYPE_CHECKING:
+    from typing import Any
 
-Event = dict[str, Any]
+    Event = dict[str, Any]
+
+MAX_MALFORMED_EVENTS = 5
 
 
 class EventPump:

@@ -13,6 +13,7 @@ import json
 import shlex
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +44,11 @@ def python_layer_tree(where: Path) -> Path:
     (root / f"cp{sys.version_info[0]}{sys.version_info[1]}").mkdir()
     bin_dir = where / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    # The launcher runs Python with -S (no site-packages): the venv's stand in for the layer's
+    # trees through PYTHONPATH, after the launcher's own entry.
+    packages = sysconfig.get_paths()["purelib"]
+    (bin_dir / "python3").write_text('#!/bin/sh\nPYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}'
+                                     f'{packages}" exec {sys.executable} "$@"\n')
     (bin_dir / "python3").chmod(0o755)
     return where / "opt"
 
