@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from sidecar import __version__
 from sidecar.aws.errors import outcome_kind, translate
 from sidecar.aws.roles import SESSION_NAME, Metadata, RoleClients, once
+from sidecar.aws.tls import SharedContextSession
 from sidecar.config.settings import Settings
 from sidecar.core import logs
 from sidecar.core.errors import ApiError
@@ -72,6 +73,7 @@ class Clients:
         if timeout_ms > 0:
             timeouts = {"connect_timeout": timeout_ms / 1000, "read_timeout": timeout_ms / 1000}
         return AioConfig(
+            http_session_cls=SharedContextSession,  # one CA bundle load for all clients
             max_pool_connections=self._settings.max_connections,
             retries={"mode": "standard", "total_max_attempts": TOTAL_ATTEMPTS},
             user_agent_extra=f"parameters-secrets-sidecar/{__version__}",
