@@ -110,7 +110,9 @@ class CpuModel:
             ["/bin/sh", "-c", enter + 'echo entered && read _ && exec "$@" </dev/null >/dev/null',
              "sh", *argv], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert process.stdout is not None
-        if process.stdout.readline() != b"entered\n":  # in the group now: timing may start
+        entered = process.stdout.readline()
+        process.stdout.close()  # the command's own output goes to /dev/null
+        if entered != b"entered\n":  # in the group now: timing may start
             raise RuntimeError(f"could not start {argv[0]} in the sandbox")
         return process
 

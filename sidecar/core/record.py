@@ -22,8 +22,10 @@ else:
     # What namedtuple() and the class statement set themselves: never copied over.
     _OWN = frozenset(("__annotations__", "__annotate__", "__annotate_func__",
                       "__annotations_cache__", "__module__", "__qualname__", "__dict__",
-                      "__weakref__", "__static_attributes__", "__firstlineno__",
-                      "__classdictcell__"))
+                      "__weakref__", "__classdictcell__"))
+    # What a class body may not redefine (typing.NamedTuple refuses the same names).
+    _PROHIBITED = frozenset(("__new__", "__init__", "__slots__", "__getnewargs__", "_fields",
+                             "_field_defaults", "_make", "_replace", "_asdict", "_source"))
 
     def _annotations(namespace: dict[str, object]) -> dict[str, object]:
         if "__annotations__" in namespace:
@@ -36,6 +38,8 @@ else:
                     namespace: dict[str, object]) -> type:
             if not bases:  # Record itself
                 return super().__new__(cls, name, bases, namespace)
+            if len(bases) > 1:
+                raise TypeError(f"{name}: a Record derives from Record alone")
             fields = list(_annotations(namespace))
             defaults = [namespace[field] for field in fields if field in namespace]
             if any(field in namespace for field in fields[:len(fields) - len(defaults)]):
@@ -43,8 +47,13 @@ else:
             made = collections.namedtuple(name, fields, defaults=defaults,
                                           module=str(namespace["__module__"]))
             for key, value in namespace.items():
+                if key in _PROHIBITED:
+                    raise AttributeError(f"{name}: cannot overwrite the record's {key}")
                 if key not in _OWN and key not in fields:
                     setattr(made, key, value)
+                    set_name = getattr(type(value), "__set_name__", None)
+                    if set_name is not None:  # as a class statement does for descriptors
+                        set_name(value, made, key)
             made.__qualname__ = str(namespace["__qualname__"])
             made.__annotations__ = _annotations(namespace)
             return made

@@ -24,6 +24,21 @@ def test_clients_with_the_same_verify_share_one_context() -> None:
     assert unverified is not first and unverified.verify_mode == ssl.CERT_NONE
 
 
+def test_a_bundle_replaced_in_place_is_loaded_again(tmp_path: Path) -> None:
+    """A CA rotated into ``AWS_CA_BUNDLE`` reaches the clients made after it."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    _, first_bundle = make_tls(tmp_path / "first")
+    _, second_bundle = make_tls(tmp_path / "second")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(first_bundle.read_bytes())
+    before, _ = SharedContextSession(verify=str(bundle))._build_ssl_contexts(None)
+    assert SharedContextSession(verify=str(bundle))._build_ssl_contexts(None)[0] is before
+    bundle.write_bytes(second_bundle.read_bytes() + b"\n")  # another CA, another size
+    after, _ = SharedContextSession(verify=str(bundle))._build_ssl_contexts(None)
+    assert after is not before
+
+
 def test_a_proxy_gets_contexts_of_its_own() -> None:
     """aiobotocore adds to the contexts it makes for a proxy: never to the shared one."""
     shared, _ = SharedContextSession()._build_ssl_contexts(None)

@@ -89,3 +89,33 @@ def test_a_record_field_without_a_default_after_one_with_is_refused() -> None:
         class Bad(Record):
             first: int = 1
             second: int  # type: ignore[misc]
+
+
+def test_a_record_refuses_what_typing_namedtuple_refuses() -> None:
+    with pytest.raises(TypeError):
+        class Mixed(Record, int):  # type: ignore[misc]
+            first: int
+    with pytest.raises(AttributeError, match="_replace"):
+        class Overwriting(Record):
+            first: int
+
+            def _replace(self, **changes: object) -> None:  # type: ignore[misc]
+                pass
+
+
+def test_a_record_keeps_what_the_class_statement_gives() -> None:
+    """Descriptors learn their name (``__set_name__``); Python 3.13's ``__firstlineno__`` lets
+    ``inspect`` find the source, as for ``typing.NamedTuple``."""
+
+    class Named:
+        def __set_name__(self, owner: type, name: str) -> None:
+            self.name = name
+
+    class WithDescriptor(Record):
+        first: int
+        described = Named()  # type: ignore[misc]
+
+    assert WithDescriptor.described.name == "described"
+    import inspect
+
+    assert "class Ours(Record)" in inspect.getsource(Ours)
