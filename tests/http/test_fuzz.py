@@ -45,8 +45,9 @@ def malformed_request(draw: st.DrawFn, token: str) -> bytes:
     raw = head.encode("utf-8", "surrogateescape") + b"\r\n\r\n"
     if draw(st.booleans()):
         raw += draw(st.binary(max_size=32))  # junk bytes after the head
-    if draw(st.integers(0, 9)) == 0:
-        raw = draw(st.binary(min_size=1, max_size=200)) + b"\r\n\r\n"  # not HTTP at all
+    if draw(st.integers(0, 9)) == 0:  # not HTTP at all (but not only line ends, see below)
+        raw = draw(st.binary(min_size=1, max_size=200).filter(lambda b: b.strip(b"\r\n")))
+        raw += b"\r\n\r\n"
     return raw
 
 
@@ -91,3 +92,15 @@ def test_malformed_requests_get_4xx_and_the_daemon_survives(fuzz_daemon: Daemon,
     assert fuzz_daemon.get("/ping").text == "healthy"
     assert fuzz_daemon.get("/systemsmanager/parameters/get",
                            params={"name": f"/{unique}/x"}).status_code == 400
+
+
+@pytest.mark.timeout(30)
+def test_line_ends_alone_are_not_a_request_yet(fuzz_daemon: Daemon) -> None:
+    """Empty lines before a request line are ignored (RFC 9112, section 2.2), so a client that
+    sends only line ends has not sent a request: it gets no answer, and the connection is
+    closed at the head deadline like any request that never completes (found by the fuzzer
+    above: ``\\r\\r\\n\\r\\n``)."""
+    with socket.create_connection(("127.0.0.1", fuzz_daemon.port), timeout=20) as conn:
+        conn.sendall(b"\r\r\n\r\n")
+        assert conn.recv(4096) == b""  # closed, within the head deadline (5 s) and no answer
+    assert fuzz_daemon.get("/ping").text == "healthy"
