@@ -67,6 +67,19 @@ def file_path() -> str:
     return os.path.join(directory, LOG_FILE_NAME)
 
 
+def _client_fault_at_debug(record: logging.LogRecord) -> bool:
+    """aiohttp's server logs a request it cannot parse (a client's malformed HTTP, answered
+    400) at ERROR, one line a request: any local client could fill the log (CloudWatch, in
+    Lambda) at will. It is the client's fault, not the daemon's: DEBUG, like every request."""
+    fault = record.exc_info[1] if record.exc_info else None
+    if fault is not None and any(kind.__module__ == "aiohttp.http_exceptions"
+                                 for kind in type(fault).__mro__):
+        if not LOGGER.isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
+
+
 def setup(level: str, fmt: str, log_file: str | None = None) -> None:
     """Route our logger, and other libraries' warnings, to stdout (or, when asked, a rotated
     file) in the chosen format. Log lines never hold a value or the token, so a log file
@@ -90,6 +103,9 @@ def setup(level: str, fmt: str, log_file: str | None = None) -> None:
     root.setLevel(max(_LEVELS[level], logging.WARNING))
     for noisy in ("aiohttp.access", "botocore", "aiobotocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(_LEVELS[level], logging.WARNING))
+    server = logging.getLogger("aiohttp.server")
+    if _client_fault_at_debug not in server.filters:
+        server.addFilter(_client_fault_at_debug)
 
 
 def debug_on() -> bool:

@@ -104,3 +104,14 @@ def test_line_ends_alone_are_not_a_request_yet(fuzz_daemon: Daemon) -> None:
         conn.sendall(b"\r\r\n\r\n")
         assert conn.recv(4096) == b""  # closed, within the head deadline (5 s) and no answer
     assert fuzz_daemon.get("/ping").text == "healthy"
+
+
+@pytest.mark.timeout(60)
+def test_malformed_requests_do_not_fill_the_log(fuzz_daemon: Daemon) -> None:
+    """A client's unparsable request is answered 400 and logged at DEBUG only: at the default
+    level a local client cannot write log lines at will."""
+    for _ in range(30):
+        assert status_of(fuzz_daemon.port, b"\r\rGET / HTTP/1.1\r\n\r\n") == 400
+    assert fuzz_daemon.get("/ping").text == "healthy"
+    assert "BadHttpMessage" not in fuzz_daemon.output
+    assert " ERROR " not in fuzz_daemon.output
