@@ -117,9 +117,11 @@ def test_credential_failures_keep_and_serve_the_cached_value(
         daemon = start_daemon(SSM_PARAMETER_STORE_TTL="1", AWS_ACCESS_KEY_ID="",
                               AWS_SECRET_ACCESS_KEY="",
                               AWS_CONTAINER_CREDENTIALS_FULL_URI=creds.url)
-        assert daemon.param(name).json()["Parameter"]["Value"] == "kept"
+        first = daemon.param(name)
+        assert first.status_code == 200, first.text
+        assert first.json()["Parameter"]["Value"] == "kept"
         creds.failing = True
-        time.sleep(1.1)  # past the TTL; the credentials expired too
+        time.sleep(1.1)  # past the TTL; the credentials must be fetched again, and fail
         answer = daemon.param(name)
         assert answer.status_code == 200, answer.text
         assert answer.headers["X-Cache"] == "stale"
@@ -129,7 +131,10 @@ def test_credential_failures_keep_and_serve_the_cached_value(
 
 
 class _CredentialsEndpoint:
-    """A container credentials endpoint handing out credentials that expire at once."""
+    """A container credentials endpoint handing out credentials that expire in 5 minutes:
+    inside botocore's mandatory refresh window (10 minutes), so every call fetches them again,
+    yet never already expired when they arrive (credentials expiring a second after they were
+    issued could be stale on arrival on a loaded machine, and the first read failed)."""
 
     def __init__(self) -> None:
         import http.server
@@ -144,7 +149,7 @@ class _CredentialsEndpoint:
                     self.send_response(500)
                     self.end_headers()
                     return
-                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
                 body = json.dumps({"AccessKeyId": "testing", "SecretAccessKey": "testing",
                                    "Token": "t", "Expiration": expires}).encode()
                 self.send_response(200)
